@@ -1,0 +1,84 @@
+#pragma once
+
+#include <type_traits>
+
+#include "ctnn/compose/named.hpp"
+#include "ctnn/layers/identity.hpp"
+#include "ctnn/module.hpp"
+
+namespace ctnn {
+
+/// Residual<Main, Shortcut = Identity>: y = relu(main(x) + shortcut(x)), the residual unit that
+/// learns F(x) = H(x) − x. Both branches must produce the same shape. Branches add no name of
+/// their own (wrap them in Named to give one). PyTorch: torchvision's BasicBlock/Bottleneck forward.
+template <class Main, class Shortcut = Identity>
+struct Residual {
+  template <ShapeType In, class T>
+  class Module {
+    using MainModule = Bind<Main, In, T>;
+    using ShortcutModule = Bind<Shortcut, In, T>;
+    using MainShape = typename MainModule::output_shape;
+    using ShortcutShape = typename ShortcutModule::output_shape;
+    static_assert(std::is_same_v<MainShape, ShortcutShape>,
+                  "Residual: residual branches differ in shape (main and shortcut outputs must match to be added)");
+    static constexpr bool identity_shortcut = std::is_same_v<Shortcut, Identity>;
+
+   public:
+    using input_shape = In;
+    using output_shape = MainShape;
+    static constexpr std::size_t parameter_count = MainModule::parameter_count + ShortcutModule::parameter_count;
+    static constexpr std::size_t multiply_adds = MainModule::multiply_adds + ShortcutModule::multiply_adds;
+
+    void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
+      main_.forward(x, main_out_, mode);
+      y.resize(x.batch_size());
+      if constexpr (identity_shortcut) {
+        y.matrix() = (main_out_.matrix() + x.matrix()).cwiseMax(T(0));
+      } else {
+        shortcut_.forward(x, shortcut_out_, mode);
+        y.matrix() = (main_out_.matrix() + shortcut_out_.matrix()).cwiseMax(T(0));
+      }
+    }
+
+    void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
+                  Batch<In, T>* dx) {
+      sum_grad_.resize(y.batch_size());
+      sum_grad_.matrix() = (y.matrix().array() > T(0)).select(dy.matrix(), T(0));
+      main_.backward(x, main_out_, sum_grad_, dx);
+      if constexpr (identity_shortcut) {
+        if (dx) dx->matrix() += sum_grad_.matrix();
+      } else {
+        shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
+        if (dx) dx->matrix() += shortcut_dx_.matrix();
+      }
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix) {
+      main_.visit(f, prefix);
+      shortcut_.visit(f, prefix);
+    }
+
+    void initialize(Rng& rng) {
+      main_.initialize(rng);
+      shortcut_.initialize(rng);
+    }
+
+    template <class F>
+    static void describe(F&& f, const std::string& prefix) {
+      MainModule::describe(f, prefix);
+      ShortcutModule::describe(f, prefix);
+    }
+
+    MainModule& main_branch() { return main_; }
+    ShortcutModule& shortcut_branch() { return shortcut_; }
+
+   private:
+    MainModule main_;
+    ShortcutModule shortcut_;
+    Batch<output_shape, T> main_out_, shortcut_out_, sum_grad_;
+    Batch<In, T> shortcut_dx_;
+  };
+};
+
+}  // namespace ctnn

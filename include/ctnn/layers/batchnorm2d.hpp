@@ -1,0 +1,154 @@
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "ctnn/module.hpp"
+
+namespace ctnn {
+
+/// BatchNorm2d<C>: per-channel normalisation over (N, H, W), affine weight and bias, eps 1e-5,
+/// momentum 0.1. Train mode uses the biased batch variance and updates running_mean/running_var
+/// (unbiased) and num_batches_tracked; eval mode uses the running statistics. Shape preserved.
+/// PyTorch: nn.BatchNorm2d(C).
+template <int Channels>
+struct BatchNorm2d {
+  static_assert(Channels > 0, "BatchNorm2d: channel count must be positive");
+  static constexpr double eps = 1e-5;
+  static constexpr double momentum = 0.1;
+
+  static std::string repr() {
+    return "BatchNorm2d(" + std::to_string(Channels) + ", eps=1e-05, momentum=0.1)";
+  }
+
+  template <ShapeType In, class T>
+  class Module {
+    static_assert(In::channels == Channels,
+                  "BatchNorm2d: channel mismatch (the input has a different channel count than num_features)");
+    static constexpr std::size_t plane = In::plane;
+
+   public:
+    using input_shape = In;
+    using output_shape = In;
+    static constexpr std::size_t parameter_count = 2 * std::size_t(Channels);
+    static constexpr std::size_t multiply_adds = 0;
+
+    Parameter<T> weight{{Channels}};
+    Parameter<T> bias{{Channels}};
+    Buffer<T> running_mean{{Channels}, T(0)};
+    Buffer<T> running_var{{Channels}, T(1)};
+    Counter num_batches_tracked;
+
+    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode) {
+      const std::size_t batch = x.batch_size();
+      y.resize(batch);
+      last_mode_ = mode;
+      if (mode == Mode::train) {
+        const std::size_t count = batch * plane;
+        if (count < 2) throw std::invalid_argument("BatchNorm2d: expected more than 1 value per channel when training");
+        for (int c = 0; c < Channels; ++c) {
+          double sum = 0;
+          for_each_plane(x, c, [&](const T* p) { for (std::size_t i = 0; i < plane; ++i) sum += p[i]; });
+          const double mean = sum / double(count);
+          double squares = 0;
+          for_each_plane(x, c, [&](const T* p) {
+            for (std::size_t i = 0; i < plane; ++i) squares += (double(p[i]) - mean) * (double(p[i]) - mean);
+          });
+          const double var = squares / double(count);
+          mean_[c] = T(mean);
+          inv_std_[c] = T(1.0 / std::sqrt(var + eps));
+          running_mean.value[c] = T((1 - momentum) * running_mean.value[c] + momentum * mean);
+          running_var.value[c] = T((1 - momentum) * running_var.value[c] + momentum * squares / double(count - 1));
+        }
+        ++num_batches_tracked.value;
+      } else {
+        for (int c = 0; c < Channels; ++c) {
+          mean_[c] = running_mean.value[c];
+          inv_std_[c] = T(1.0 / std::sqrt(double(running_var.value[c]) + eps));
+        }
+      }
+      for (std::size_t n = 0; n < batch; ++n) {
+        for (int c = 0; c < Channels; ++c) {
+          const T scale = weight.value[c] * inv_std_[c];
+          const T shift = bias.value[c] - mean_[c] * scale;
+          const T* in = x.image(n) + c * plane;
+          T* out = y.image(n) + c * plane;
+          for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
+        }
+      }
+    }
+
+    void backward(const Batch<In, T>& x, const Batch<In, T>&, const Batch<In, T>& dy, Batch<In, T>* dx) {
+      const std::size_t batch = x.batch_size();
+      const double count = double(batch * plane);
+      if (dx) dx->resize(batch);
+      for (int c = 0; c < Channels; ++c) {
+        // sum(dy) and sum(dy · x̂), the two reductions both the parameter and the input gradients need.
+        double sum_dy = 0, sum_dy_xhat = 0;
+        for (std::size_t n = 0; n < batch; ++n) {
+          const T* in = x.image(n) + c * plane;
+          const T* g = dy.image(n) + c * plane;
+          for (std::size_t i = 0; i < plane; ++i) {
+            sum_dy += g[i];
+            sum_dy_xhat += double(g[i]) * double((in[i] - mean_[c]) * inv_std_[c]);
+          }
+        }
+        weight.grad[c] += T(sum_dy_xhat);
+        bias.grad[c] += T(sum_dy);
+        if (!dx) continue;
+        const T scale = weight.value[c] * inv_std_[c];
+        for (std::size_t n = 0; n < batch; ++n) {
+          const T* in = x.image(n) + c * plane;
+          const T* g = dy.image(n) + c * plane;
+          T* out = dx->image(n) + c * plane;
+          if (last_mode_ == Mode::eval) {
+            for (std::size_t i = 0; i < plane; ++i) out[i] = g[i] * scale;
+          } else {
+            // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
+            const T mean_dy = T(sum_dy / count), mean_dy_xhat = T(sum_dy_xhat / count);
+            for (std::size_t i = 0; i < plane; ++i) {
+              const T xhat = (in[i] - mean_[c]) * inv_std_[c];
+              out[i] = scale * (g[i] - mean_dy - xhat * mean_dy_xhat);
+            }
+          }
+        }
+      }
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix) {
+      f(join_name(prefix, "weight"), weight);
+      f(join_name(prefix, "bias"), bias);
+      f(join_name(prefix, "running_mean"), running_mean);
+      f(join_name(prefix, "running_var"), running_var);
+      f(join_name(prefix, "num_batches_tracked"), num_batches_tracked);
+    }
+
+    /// Weight 1, bias 0 (the seed's init and PyTorch's default); running statistics reset.
+    void initialize(Rng&) {
+      std::fill(weight.value.begin(), weight.value.end(), T(1));
+      std::fill(bias.value.begin(), bias.value.end(), T(0));
+      std::fill(running_mean.value.begin(), running_mean.value.end(), T(0));
+      std::fill(running_var.value.begin(), running_var.value.end(), T(1));
+      num_batches_tracked.value = 0;
+    }
+
+    template <class F>
+    static void describe(F&& f, const std::string& name) {
+      describe_leaf<Module>(f, name, repr());
+    }
+
+   private:
+    template <class F>
+    static void for_each_plane(const Batch<In, T>& x, int c, F&& f) {
+      for (std::size_t n = 0; n < x.batch_size(); ++n) f(x.image(n) + c * plane);
+    }
+
+    // Statistics of the last forward (batch or running), needed by backward.
+    std::vector<T> mean_ = std::vector<T>(Channels);
+    std::vector<T> inv_std_ = std::vector<T>(Channels);
+    Mode last_mode_ = Mode::eval;
+  };
+};
+
+}  // namespace ctnn

@@ -1,0 +1,228 @@
+#pragma once
+
+#include <limits>
+#include <string>
+
+#include "ctnn/module.hpp"
+
+namespace ctnn {
+
+namespace detail {
+template <int Kernel, int Stride, int Padding>
+constexpr bool window_fits(int height, int width) {
+  return Kernel <= height + 2 * Padding && Kernel <= width + 2 * Padding;
+}
+inline std::string pool_repr(const char* name, int k, int s, int p) {
+  return std::string(name) + "(kernel_size=" + std::to_string(k) + ", stride=" + std::to_string(s) +
+         ", padding=" + std::to_string(p) + ")";
+}
+}  // namespace detail
+
+/// MaxPool2d<K, S = K, P = 0>: maximum over K×K windows, padding counts as −∞; channels preserved,
+/// output [C, (H + 2P − K)/S + 1, ...]. The gradient goes to the first maximum of each window.
+/// PyTorch: nn.MaxPool2d(kernel_size=K, stride=S, padding=P).
+template <int Kernel, int Stride = Kernel, int Padding = 0>
+struct MaxPool2d {
+  static_assert(Kernel > 0, "MaxPool2d: kernel size must be positive");
+  static_assert(Stride > 0, "MaxPool2d: zero stride (stride must be positive)");
+  static_assert(Padding >= 0 && 2 * Padding <= Kernel, "MaxPool2d: padding must be at most half the kernel size");
+  static std::string repr() { return detail::pool_repr("MaxPool2d", Kernel, Stride, Padding); }
+
+  template <ShapeType In, class T>
+  class Module {
+    static_assert(detail::window_fits<Kernel, Stride, Padding>(In::height, In::width),
+                  "MaxPool2d: kernel larger than padded input");
+
+   public:
+    using input_shape = In;
+    using output_shape = Shape<In::channels, window_output_size(In::height, Kernel, Stride, Padding),
+                               window_output_size(In::width, Kernel, Stride, Padding)>;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr std::size_t multiply_adds = 0;
+
+    void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
+      y.resize(x.batch_size());
+      argmax_.resize(y.value_count());
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        for (int c = 0; c < In::channels; ++c) {
+          const T* in = x.image(n) + c * In::plane;
+          T* out = y.image(n) + c * output_shape::plane;
+          int* arg = argmax_.data() + n * output_shape::size + c * output_shape::plane;
+          for (int oy = 0; oy < output_shape::height; ++oy) {
+            for (int ox = 0; ox < output_shape::width; ++ox) {
+              T best = -std::numeric_limits<T>::infinity();
+              int best_at = -1;
+              for (int ky = 0; ky < Kernel; ++ky) {
+                const int iy = oy * Stride + ky - Padding;
+                if (iy < 0 || iy >= In::height) continue;
+                for (int kx = 0; kx < Kernel; ++kx) {
+                  const int ix = ox * Stride + kx - Padding;
+                  if (ix < 0 || ix >= In::width) continue;
+                  const T v = in[iy * In::width + ix];
+                  if (v > best || best_at < 0 || v != v) {
+                    best = v;
+                    best_at = iy * In::width + ix;
+                  }
+                }
+              }
+              out[oy * output_shape::width + ox] = best;
+              arg[oy * output_shape::width + ox] = best_at;
+            }
+          }
+        }
+      }
+    }
+
+    void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
+                  Batch<In, T>* dx) {
+      if (!dx) return;
+      dx->resize(x.batch_size());
+      dx->set_zero();
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        for (int c = 0; c < In::channels; ++c) {
+          T* out = dx->image(n) + c * In::plane;
+          const T* g = dy.image(n) + c * output_shape::plane;
+          const int* arg = argmax_.data() + n * output_shape::size + c * output_shape::plane;
+          for (std::size_t i = 0; i < output_shape::plane; ++i) out[arg[i]] += g[i];
+        }
+      }
+    }
+
+    template <class F>
+    void visit(F&&, const std::string&) {}
+    void initialize(Rng&) {}
+    template <class F>
+    static void describe(F&& f, const std::string& name) {
+      describe_leaf<Module>(f, name, repr());
+    }
+
+   private:
+    std::vector<int> argmax_;  // per output value: the input offset within its plane
+  };
+};
+
+/// AvgPool2d<K, S = K, P = 0>: mean over K×K windows, zero padding counted in the divisor
+/// (PyTorch's count_include_pad=True); output [C, (H + 2P − K)/S + 1, ...].
+/// PyTorch: nn.AvgPool2d(kernel_size=K, stride=S, padding=P) or F.avg_pool2d(x, K).
+template <int Kernel, int Stride = Kernel, int Padding = 0>
+struct AvgPool2d {
+  static_assert(Kernel > 0, "AvgPool2d: kernel size must be positive");
+  static_assert(Stride > 0, "AvgPool2d: zero stride (stride must be positive)");
+  static_assert(Padding >= 0 && 2 * Padding <= Kernel, "AvgPool2d: padding must be at most half the kernel size");
+  static std::string repr() { return detail::pool_repr("AvgPool2d", Kernel, Stride, Padding); }
+
+  template <ShapeType In, class T>
+  class Module {
+    static_assert(detail::window_fits<Kernel, Stride, Padding>(In::height, In::width),
+                  "AvgPool2d: kernel larger than padded input");
+    // Floor mode keeps every window inside the padded input, so each divides by K·K.
+    static constexpr T divisor = T(Kernel * Kernel);
+
+   public:
+    using input_shape = In;
+    using output_shape = Shape<In::channels, window_output_size(In::height, Kernel, Stride, Padding),
+                               window_output_size(In::width, Kernel, Stride, Padding)>;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr std::size_t multiply_adds = 0;
+
+    void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
+      y.resize(x.batch_size());
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        for (int c = 0; c < In::channels; ++c) {
+          const T* in = x.image(n) + c * In::plane;
+          T* out = y.image(n) + c * output_shape::plane;
+          for_each_window([&](int o, int i) { out[o] += in[i]; }, [&](int o) { out[o] = T(0); },
+                          [&](int o) { out[o] /= divisor; });
+        }
+      }
+    }
+
+    void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
+                  Batch<In, T>* dx) {
+      if (!dx) return;
+      dx->resize(x.batch_size());
+      dx->set_zero();
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        for (int c = 0; c < In::channels; ++c) {
+          T* out = dx->image(n) + c * In::plane;
+          const T* g = dy.image(n) + c * output_shape::plane;
+          for_each_window([&](int o, int i) { out[i] += g[o] / divisor; }, [](int) {}, [](int) {});
+        }
+      }
+    }
+
+    template <class F>
+    void visit(F&&, const std::string&) {}
+    void initialize(Rng&) {}
+    template <class F>
+    static void describe(F&& f, const std::string& name) {
+      describe_leaf<Module>(f, name, repr());
+    }
+
+   private:
+    // Calls start(o), then pair(o, i) for every in-bounds input i of output o's window, then finish(o).
+    template <class Pair, class Start, class Finish>
+    static void for_each_window(Pair&& pair, Start&& start, Finish&& finish) {
+      for (int oy = 0; oy < output_shape::height; ++oy) {
+        for (int ox = 0; ox < output_shape::width; ++ox) {
+          const int o = oy * output_shape::width + ox;
+          start(o);
+          for (int ky = 0; ky < Kernel; ++ky) {
+            const int iy = oy * Stride + ky - Padding;
+            if (iy < 0 || iy >= In::height) continue;
+            for (int kx = 0; kx < Kernel; ++kx) {
+              const int ix = ox * Stride + kx - Padding;
+              if (ix >= 0 && ix < In::width) pair(o, iy * In::width + ix);
+            }
+          }
+          finish(o);
+        }
+      }
+    }
+  };
+};
+
+/// GlobalAvgPool2d: mean over each channel's H×W plane, [C, H, W] -> [C, 1, 1].
+/// PyTorch: nn.AdaptiveAvgPool2d((1, 1)) (torchvision ResNet's avgpool).
+struct GlobalAvgPool2d {
+  static std::string repr() { return "AdaptiveAvgPool2d(output_size=(1, 1))"; }
+
+  template <ShapeType In, class T>
+  class Module {
+   public:
+    using input_shape = In;
+    using output_shape = Shape<In::channels, 1, 1>;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr std::size_t multiply_adds = 0;
+
+    void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
+      y.resize(x.batch_size());
+      using Planes = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>>;
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(y.image(n), In::channels) =
+            Planes(x.image(n), In::plane, In::channels).colwise().mean().transpose();
+      }
+    }
+
+    void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
+                  Batch<In, T>* dx) {
+      if (!dx) return;
+      dx->resize(x.batch_size());
+      for (std::size_t n = 0; n < x.batch_size(); ++n) {
+        for (int c = 0; c < In::channels; ++c) {
+          std::fill_n(dx->image(n) + c * In::plane, In::plane, dy.image(n)[c] / T(In::plane));
+        }
+      }
+    }
+
+    template <class F>
+    void visit(F&&, const std::string&) {}
+    void initialize(Rng&) {}
+    template <class F>
+    static void describe(F&& f, const std::string& name) {
+      describe_leaf<Module>(f, name, repr());
+    }
+  };
+};
+
+}  // namespace ctnn

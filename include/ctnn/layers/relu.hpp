@@ -1,0 +1,43 @@
+#pragma once
+
+#include <string>
+
+#include "ctnn/module.hpp"
+
+namespace ctnn {
+
+/// ReLU: y = max(x, 0), any shape, shape preserved. Backward passes dy where y > 0.
+/// PyTorch: nn.ReLU() (the gradient at exactly 0 is 0, as PyTorch's).
+struct ReLU {
+  static std::string repr() { return "ReLU()"; }
+
+  template <ShapeType In, class T>
+  class Module {
+   public:
+    using input_shape = In;
+    using output_shape = In;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr std::size_t multiply_adds = 0;
+
+    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode) {
+      y.resize(x.batch_size());
+      y.matrix() = x.matrix().cwiseMax(T(0));
+    }
+
+    void backward(const Batch<In, T>&, const Batch<In, T>& y, const Batch<In, T>& dy, Batch<In, T>* dx) {
+      if (!dx) return;
+      dx->resize(y.batch_size());
+      dx->matrix() = (y.matrix().array() > T(0)).select(dy.matrix(), T(0));
+    }
+
+    template <class F>
+    void visit(F&&, const std::string&) {}
+    void initialize(Rng&) {}
+    template <class F>
+    static void describe(F&& f, const std::string& name) {
+      describe_leaf<Module>(f, name, repr());
+    }
+  };
+};
+
+}  // namespace ctnn
