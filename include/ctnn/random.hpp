@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <numbers>
 #include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 
 namespace ctnn {
 
@@ -18,13 +21,18 @@ class Rng {
   double uniform() { return double(engine_() >> 11) * 0x1.0p-53; }
   double uniform(double low, double high) { return low + (high - low) * uniform(); }
 
-  /// Standard normal by Box–Muller; one draw per call (the pair's second value is discarded so
-  /// the stream position only depends on the number of draws).
+  /// Normal by Box–Muller; each pair of uniforms yields two draws (cosine, then sine branch).
   double normal(double mean = 0.0, double stddev = 1.0) {
+    if (has_spare_) {
+      has_spare_ = false;
+      return mean + stddev * spare_;
+    }
     double u1 = uniform();
     while (u1 <= 0.0) u1 = uniform();
-    const double u2 = uniform();
-    return mean + stddev * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * std::numbers::pi * uniform();
+    spare_ = radius * std::sin(angle);
+    has_spare_ = true;
+    return mean + stddev * radius * std::cos(angle);
   }
 
   /// Uniform integer in [0, n) without modulo bias.
@@ -35,11 +43,27 @@ class Rng {
     return r % n;
   }
 
-  std::mt19937_64& engine() { return engine_; }
-  const std::mt19937_64& engine() const { return engine_; }
+  /// The full generator state as text (for resuming training exactly) and its inverse.
+  std::string state() const {
+    std::ostringstream out;
+    out << engine_ << ' ' << has_spare_ << ' ' << std::hexfloat << spare_;
+    return out.str();
+  }
+  void restore(const std::string& text) {
+    std::istringstream in(text);
+    std::mt19937_64 engine;
+    bool has_spare = false;
+    std::string spare;
+    if (!(in >> engine >> has_spare >> spare)) throw std::invalid_argument("Rng::restore: malformed generator state");
+    engine_ = engine;
+    has_spare_ = has_spare;
+    spare_ = std::strtod(spare.c_str(), nullptr);
+  }
 
  private:
   std::mt19937_64 engine_;
+  double spare_ = 0.0;
+  bool has_spare_ = false;
 };
 
 }  // namespace ctnn

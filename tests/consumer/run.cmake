@@ -1,0 +1,28 @@
+# Builds and runs tests/consumer against ctnn, either installed into a scratch prefix
+# (MODE=install: find_package) or pulled in with add_subdirectory (MODE=subdirectory).
+file(REMOVE_RECURSE ${WORK_DIR})
+set(consumer_args)
+if(MODE STREQUAL "install")
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${CTNN_BUILD_DIR} --prefix ${WORK_DIR}/prefix
+                  RESULT_VARIABLE r OUTPUT_QUIET)
+  if(NOT r EQUAL 0)
+    message(FATAL_ERROR "installing ctnn failed")
+  endif()
+  set(consumer_args -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+else()
+  set(consumer_args -DCTNN_SOURCE_DIR=${CTNN_SOURCE_DIR})
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR} -B ${WORK_DIR}/build ${consumer_args}
+                        -DCMAKE_BUILD_TYPE=Release RESULT_VARIABLE r)
+if(NOT r EQUAL 0)
+  message(FATAL_ERROR "configuring the consumer project failed")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIABLE r)
+if(NOT r EQUAL 0)
+  message(FATAL_ERROR "building the consumer project failed")
+endif()
+execute_process(COMMAND ${WORK_DIR}/build/consumer RESULT_VARIABLE r OUTPUT_VARIABLE out)
+message(STATUS "${out}")
+if(NOT r EQUAL 0)
+  message(FATAL_ERROR "the consumer program failed")
+endif()

@@ -1,0 +1,275 @@
+// Every layer: forward on hand-computed values, gradients against finite differences.
+#define BOOST_TEST_MODULE layers
+#include <boost/test/unit_test.hpp>
+
+#include <ctnn/ctnn.hpp>
+
+#include <cmath>
+#include <numeric>
+
+#include "gradient_check.hpp"
+
+using namespace ctnn;
+using ctnn::testing::check_gradients;
+namespace tt = boost::test_tools;
+
+namespace {
+template <ShapeType S>
+Batch<S> iota_batch(std::size_t n, float start = 1.0f) {
+  Batch<S> b(n);
+  std::iota(b.values().begin(), b.values().end(), start);
+  return b;
+}
+template <class B>
+std::vector<float> values_of(const B& b) {
+  return {b.values().begin(), b.values().end()};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(forward_values)
+
+BOOST_AUTO_TEST_CASE(conv2d_padding_counts_border_neighbours) {
+  Model<Conv2d<1, 1, 3, 1, 1>, Shape<1, 3, 3>> m;
+  std::fill(m.network().weight.value.begin(), m.network().weight.value.end(), 1.0f);
+  Batch<Shape<1, 3, 3>> x(1);
+  std::fill(x.values().begin(), x.values().end(), 1.0f);
+  const std::vector<float> expected{4, 6, 4, 6, 9, 6, 4, 6, 4};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_stride_bias_and_channels) {
+  // Two input channels 1..16 and 17..32 (4×4), kernel 2×2 stride 2, two outputs with bias.
+  Model<Conv2d<2, 2, 2, 2, 0, true>, Shape<2, 4, 4>> m;
+  auto& conv = m.network();
+  // Output 0 sums channel 0's window; output 1 takes channel 1's top-left pixel minus channel 0's.
+  std::vector<float> w(16, 0.0f);
+  for (int i = 0; i < 4; ++i) w[i] = 1.0f;  // [0][0][*][*]
+  w[8 + 4] = 1.0f;                           // [1][1][0][0]
+  w[8 + 0] = -1.0f;                          // [1][0][0][0]
+  std::copy(w.begin(), w.end(), conv.weight.value.begin());
+  conv.bias.value = {0.5f, -1.0f};
+  const auto x = iota_batch<Shape<2, 4, 4>>(1);
+  const auto& y = m.forward(x);
+  static_assert(std::is_same_v<Model<Conv2d<2, 2, 2, 2, 0, true>, Shape<2, 4, 4>>::output_shape, Shape<2, 2, 2>>);
+  const std::vector<float> expected{1 + 2 + 5 + 6 + 0.5f, 3 + 4 + 7 + 8 + 0.5f, 9 + 10 + 13 + 14 + 0.5f,
+                                    11 + 12 + 15 + 16 + 0.5f, 15, 15, 15, 15};
+  BOOST_TEST(values_of(y) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_train_normalises_and_updates_running_statistics) {
+  Model<BatchNorm2d<1>, Shape<1, 1, 1>> m;
+  auto& bn = m.network();
+  bn.weight.value[0] = 2.0f;
+  bn.bias.value[0] = 0.5f;
+  Batch<Shape<1, 1, 1>> x(4);
+  x.values()[0] = 1, x.values()[1] = 2, x.values()[2] = 3, x.values()[3] = 4;
+  const auto& y = m.forward(x, Mode::train);
+  const double inv_std = 1.0 / std::sqrt(1.25 + 1e-5);  // biased variance of 1..4
+  for (int i = 0; i < 4; ++i) BOOST_TEST(y.values()[i] == 2.0 * (i + 1 - 2.5) * inv_std + 0.5, tt::tolerance(1e-6));
+  BOOST_TEST(bn.running_mean.value[0] == 0.25f, tt::tolerance(1e-6f));
+  BOOST_TEST(bn.running_var.value[0] == 0.9 + 0.1 * (5.0 / 3.0), tt::tolerance(1e-6));  // unbiased 5/3
+  BOOST_TEST(bn.num_batches_tracked.value == 1);
+  m.forward(x, Mode::train);
+  BOOST_TEST(bn.running_mean.value[0] == 0.9f * 0.25f + 0.25f, tt::tolerance(1e-6f));
+  BOOST_TEST(bn.num_batches_tracked.value == 2);
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_eval_uses_running_statistics_and_leaves_them) {
+  Model<BatchNorm2d<2>, Shape<2, 1, 2>> m;
+  auto& bn = m.network();
+  bn.running_mean.value = {1.0f, -1.0f};
+  bn.running_var.value = {4.0f, 0.25f};
+  bn.weight.value = {1.0f, 3.0f};
+  bn.bias.value = {0.0f, 1.0f};
+  const auto x = iota_batch<Shape<2, 1, 2>>(1);  // channel 0: 1 2, channel 1: 3 4
+  const auto& y = m.forward(x, Mode::eval);
+  const std::vector<double> expected{0.0, 1.0 / std::sqrt(4 + 1e-5), 3 * 4 / std::sqrt(0.25 + 1e-5) + 1,
+                                     3 * 5 / std::sqrt(0.25 + 1e-5) + 1};
+  for (int i = 0; i < 4; ++i) BOOST_TEST(y.values()[i] == expected[i], tt::tolerance(1e-6));
+  BOOST_TEST(bn.running_mean.value[0] == 1.0f);
+  BOOST_TEST(bn.running_var.value[1] == 0.25f);
+  BOOST_TEST(bn.num_batches_tracked.value == 0);
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_rejects_a_single_value_per_channel_in_training) {
+  Model<BatchNorm2d<1>, Shape<1, 1, 1>> m;
+  Batch<Shape<1, 1, 1>> x(1);
+  BOOST_CHECK_THROW(m.forward(x, Mode::train), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(relu_clamps_negatives) {
+  Model<ReLU, Shape<1, 1, 3>> m;
+  Batch<Shape<1, 1, 3>> x(1);
+  x.values()[0] = -1, x.values()[1] = 0, x.values()[2] = 2;
+  const std::vector<float> expected{0, 0, 2};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(maxpool_pads_with_minus_infinity) {
+  Model<MaxPool2d<3, 2, 1>, Shape<1, 4, 4>> m;
+  const auto x = iota_batch<Shape<1, 4, 4>>(1);
+  const std::vector<float> expected{6, 8, 14, 16};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+  Batch<Shape<1, 4, 4>> negative(1);
+  std::fill(negative.values().begin(), negative.values().end(), -5.0f);
+  const std::vector<float> all_minus_five(4, -5.0f);  // zero padding would give 0 at the borders
+  BOOST_TEST(values_of(m.forward(negative)) == all_minus_five, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(avgpool_counts_padding_in_the_divisor) {
+  Model<AvgPool2d<3, 2, 1>, Shape<1, 4, 4>> m;
+  const auto x = iota_batch<Shape<1, 4, 4>>(1);
+  const std::vector<float> expected{(1 + 2 + 5 + 6) / 9.0f, (2 + 3 + 4 + 6 + 7 + 8) / 9.0f,
+                                    (5 + 6 + 9 + 10 + 13 + 14) / 9.0f, (6 + 7 + 8 + 10 + 11 + 12 + 14 + 15 + 16) / 9.0f};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::tolerance(1e-6f) << tt::per_element());
+  Model<AvgPool2d<2>, Shape<1, 4, 4>> plain;
+  const std::vector<float> quarters{3.5f, 5.5f, 11.5f, 13.5f};
+  BOOST_TEST(values_of(plain.forward(x)) == quarters, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(global_average_pool_and_flatten) {
+  Model<Sequential<GlobalAvgPool2d, Flatten>, Shape<2, 2, 2>> m;
+  static_assert(std::is_same_v<decltype(m)::output_shape, Shape<2, 1, 1>>);
+  const auto x = iota_batch<Shape<2, 2, 2>>(2);
+  const std::vector<float> expected{2.5f, 6.5f, 10.5f, 14.5f};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+  Model<Flatten, Shape<2, 2, 3>> flat;
+  static_assert(std::is_same_v<decltype(flat)::output_shape, Shape<12, 1, 1>>);
+  const auto y = iota_batch<Shape<2, 2, 3>>(1);
+  BOOST_TEST(values_of(flat.forward(y)) == values_of(y), tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(linear_is_weight_times_input_plus_bias) {
+  Model<Linear<2, 3>, Shape<2, 1, 1>> m;
+  m.network().weight.value = {1, 2, 3, 4, 5, 6};  // rows are outputs, as PyTorch's [out, in]
+  m.network().bias.value = {1, 1, 1};
+  Batch<Shape<2, 1, 1>> x(1);
+  x.values()[0] = 1, x.values()[1] = 1;
+  const std::vector<float> expected{4, 8, 12};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(identity_and_residual_add_then_relu) {
+  // relu(x + x) through an identity shortcut with an identity main branch.
+  Model<Residual<Identity>, Shape<1, 1, 3>> m;
+  Batch<Shape<1, 1, 3>> x(1);
+  x.values()[0] = -1, x.values()[1] = 0.5f, x.values()[2] = 2;
+  const std::vector<float> expected{0, 1, 4};
+  BOOST_TEST(values_of(m.forward(x)) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(loss)
+
+BOOST_AUTO_TEST_CASE(cross_entropy_known_values) {
+  Batch<Shape<3, 1, 1>> logits(2);
+  const float raw[] = {1, 2, 3, 0, 0, 0};
+  std::copy(raw, raw + 6, logits.data());
+  const int labels[] = {2, 0};
+  Batch<Shape<3, 1, 1>> grad;
+  const float loss = cross_entropy(logits, std::span<const int>(labels), &grad);
+  const double first = std::log(1 + std::exp(-1.0) + std::exp(-2.0)), second = std::log(3.0);
+  BOOST_TEST(loss == (first + second) / 2, tt::tolerance(1e-6));
+  // Gradient: (softmax − onehot) / N.
+  const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  BOOST_TEST(grad.values()[2] == (std::exp(3.0) / z - 1) / 2, tt::tolerance(1e-5));
+  BOOST_TEST(grad.values()[0] == std::exp(1.0) / z / 2, tt::tolerance(1e-5));
+  BOOST_TEST(grad.values()[3] == (1.0 / 3 - 1) / 2, tt::tolerance(1e-5));
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_is_stable_for_large_logits) {
+  Batch<Shape<2, 1, 1>> logits(1);
+  logits.values()[0] = 1000, logits.values()[1] = 0;
+  const int label[] = {1};
+  BOOST_TEST(cross_entropy(logits, std::span<const int>(label)) == 1000.0f, tt::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_gradient_matches_finite_differences) {
+  Batch<Shape<4, 1, 1>, double> logits(3), grad;
+  Rng rng(3);
+  ctnn::testing::fill_random(logits, rng, -3, 3);
+  const int labels[] = {0, 3, 1};
+  cross_entropy(logits, std::span<const int>(labels), &grad);
+  for (std::size_t i = 0; i < logits.value_count(); ++i) {
+    const double saved = logits.data()[i], h = 1e-6;
+    logits.data()[i] = saved + h;
+    const double up = cross_entropy(logits, std::span<const int>(labels));
+    logits.data()[i] = saved - h;
+    const double down = cross_entropy(logits, std::span<const int>(labels));
+    logits.data()[i] = saved;
+    BOOST_TEST(grad.data()[i] == (up - down) / (2 * h), tt::tolerance(1e-6));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_rejects_bad_labels) {
+  Batch<Shape<3, 1, 1>> logits(2);
+  const int out_of_range[] = {0, 3};
+  BOOST_CHECK_EXCEPTION(cross_entropy(logits, std::span<const int>(out_of_range)), std::out_of_range,
+                        [](const std::exception& e) { return std::string(e.what()).find("label 3 of sample 1") != std::string::npos; });
+  const int too_few[] = {0};
+  BOOST_CHECK_THROW(cross_entropy(logits, std::span<const int>(too_few)), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(softmax_sums_to_one_and_orders_like_logits) {
+  Batch<Shape<3, 1, 1>> logits(1), p;
+  logits.values()[0] = 1, logits.values()[1] = 3, logits.values()[2] = 2;
+  softmax(logits, p);
+  const double z = std::exp(1.0) + std::exp(3.0) + std::exp(2.0);
+  BOOST_TEST(p.values()[1] == std::exp(3.0) / z, tt::tolerance(1e-6));
+  BOOST_TEST(p.values()[0] + p.values()[1] + p.values()[2] == 1.0f, tt::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(gradients)
+
+BOOST_AUTO_TEST_CASE(conv2d_padded_strided) { check_gradients<Conv2d<2, 3, 3, 2, 1>, Shape<2, 5, 5>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(conv2d_with_bias) { check_gradients<Conv2d<2, 2, 2, 1, 0, true>, Shape<2, 4, 3>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(conv2d_pointwise) { check_gradients<Conv2d<3, 2, 1>, Shape<3, 3, 3>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(conv2d_pointwise_strided) { check_gradients<Conv2d<3, 2, 1, 2>, Shape<3, 5, 5>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(batchnorm_train) { check_gradients<BatchNorm2d<3>, Shape<3, 2, 3>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(batchnorm_eval) { check_gradients<BatchNorm2d<3>, Shape<3, 2, 3>>(Mode::eval); }
+BOOST_AUTO_TEST_CASE(relu) { check_gradients<ReLU, Shape<2, 3, 3>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(maxpool) { check_gradients<MaxPool2d<3, 2, 1>, Shape<2, 5, 5>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(avgpool_padded) { check_gradients<AvgPool2d<3, 2, 1>, Shape<2, 5, 5>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(avgpool_plain) { check_gradients<AvgPool2d<2>, Shape<2, 4, 4>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(global_avgpool) { check_gradients<GlobalAvgPool2d, Shape<3, 3, 2>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(flatten) { check_gradients<Flatten, Shape<2, 2, 3>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(linear) { check_gradients<Linear<6, 4>, Shape<6, 1, 1>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(linear_without_bias) { check_gradients<Linear<6, 4, false>, Shape<3, 1, 2>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(identity) { check_gradients<Identity, Shape<2, 2, 2>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(sequential) {
+  check_gradients<Sequential<Conv2d<1, 2, 3, 1, 1>, BatchNorm2d<2>, ReLU, Flatten, Linear<18, 3>>, Shape<1, 3, 3>>(
+      Mode::train);
+}
+BOOST_AUTO_TEST_CASE(residual_identity_shortcut_train) {
+  check_gradients<ResidualBlock<2, 2, 1>, Shape<2, 4, 4>>(Mode::train);
+}
+BOOST_AUTO_TEST_CASE(residual_projection_shortcut_train) {
+  check_gradients<ResidualBlock<2, 3, 2>, Shape<2, 5, 5>>(Mode::train);
+}
+BOOST_AUTO_TEST_CASE(residual_projection_shortcut_eval) {
+  check_gradients<ResidualBlock<2, 3, 2>, Shape<2, 5, 5>>(Mode::eval);
+}
+BOOST_AUTO_TEST_CASE(bottleneck_train) { check_gradients<Bottleneck<4, 2, 2>, Shape<4, 4, 4>>(Mode::train); }
+BOOST_AUTO_TEST_CASE(stage_of_three_blocks) {
+  check_gradients<MakeStage<ResidualBlock, 2, 3, 3, 2>, Shape<2, 4, 4>>(Mode::train);
+}
+
+BOOST_AUTO_TEST_CASE(gradients_accumulate_until_zeroed) {
+  Model<Linear<2, 1>, Shape<2, 1, 1>> m(5);
+  Batch<Shape<2, 1, 1>> x(1);
+  x.values()[0] = 1, x.values()[1] = 2;
+  Batch<Shape<1, 1, 1>> dy(1);
+  dy.values()[0] = 1;
+  m.forward(x, Mode::train);
+  m.backward(dy);
+  m.forward(x, Mode::train);
+  m.backward(dy);
+  BOOST_TEST(m.network().weight.grad[1] == 4.0f);
+  m.zero_grad();
+  BOOST_TEST(m.network().weight.grad[1] == 0.0f);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
