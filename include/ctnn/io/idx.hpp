@@ -8,12 +8,8 @@
 
 #include <zlib.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -28,16 +24,18 @@
 #include <vector>
 
 #include "ctnn/batch.hpp"
+#include "ctnn/io/atomic_file.hpp"
+#include "ctnn/io/error.hpp"
 #include "ctnn/shape.hpp"
 
 namespace ctnn {
 
-/// Thrown for a dataset file that cannot be read or is not what it must be.
+/// Thrown for a dataset file that cannot be read or is not what it must be (an io_error).
 /// what() is "<file>: <problem>"; file() names the offending file (or directory).
-class DatasetError : public std::runtime_error {
+class DatasetError : public io_error {
  public:
   DatasetError(const std::filesystem::path& file, const std::string& problem)
-      : std::runtime_error(file.string() + ": " + problem), file_(file) {}
+      : io_error(file.string() + ": " + problem), file_(file) {}
   const std::filesystem::path& file() const noexcept { return file_; }
 
  private:
@@ -256,41 +254,6 @@ inline std::vector<std::uint8_t> read_payload(Input& in, std::uint64_t header_by
   return data;
 }
 
-/// Writes `bytes` to `file` atomically: a temporary file in the same directory, fsync, rename.
-/// Readers see the old file or the new one, never a partial one.
-inline void write_atomically(const std::filesystem::path& file, std::span<const std::uint8_t> bytes) {
-  static std::atomic<unsigned> counter{0};
-  const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  const std::filesystem::path temp =
-      dir / ("." + file.filename().string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++));
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw DatasetError(file, std::string("cannot create temporary file: ") + std::strerror(errno));
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(temp.c_str());
-    throw DatasetError(file, std::string(what) + ": " + std::strerror(err));
-  };
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("write failed");
-    done += std::size_t(n);
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw DatasetError(file, std::string("close failed: ") + std::strerror(err));
-  }
-  if (std::rename(temp.c_str(), file.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw DatasetError(file, std::string("cannot rename the temporary file into place: ") + std::strerror(err));
-  }
-}
-
 inline std::vector<std::uint8_t> gzip_compress(const std::filesystem::path& file, std::span<const std::uint8_t> raw) {
   z_stream z{};
   if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
@@ -323,7 +286,9 @@ inline void write_idx(const std::filesystem::path& file, std::uint32_t magic, st
   for (std::uint32_t d : dims) put_u32(bytes, d);
   bytes.insert(bytes.end(), payload.begin(), payload.end());
   if (has_gz_extension(file)) bytes = gzip_compress(file, bytes);
-  write_atomically(file, bytes);
+  AtomicFile out(file);  // readers never see a half-written dataset
+  out.write(bytes.data(), bytes.size());
+  out.commit();
 }
 
 }  // namespace idx_detail
@@ -448,7 +413,7 @@ TrainTestSets<S> load_mnist_directory(const std::filesystem::path& dir, int clas
 }
 
 /// Writes an IDX image file (magic 0x00000803) of pixels.size() / (rows·cols) images, gzip if
-/// `file` ends in ".gz", atomically (temporary file + rename). Throws DatasetError on failure.
+/// `file` ends in ".gz", atomically (AtomicFile). Throws io_error if the file cannot be written.
 /// PyTorch has no writer; the layout is the one torchvision's MNIST reads.
 inline void write_idx_images(const std::filesystem::path& file, std::span<const std::uint8_t> pixels, int rows,
                              int cols) {
