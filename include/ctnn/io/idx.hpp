@@ -48,7 +48,6 @@ inline constexpr std::uint32_t images_magic = 0x00000803;  // unsigned byte, 3 d
 inline constexpr std::uint32_t labels_magic = 0x00000801;  // unsigned byte, 1 dimension
 // deflate cannot expand less than ~1032:1, so a gzip file of n bytes holds at most this × n bytes.
 inline constexpr std::uint64_t max_inflate_ratio = 1032;
-inline constexpr std::size_t chunk_size = std::size_t{1} << 20;
 
 inline std::string hex32(std::uint32_t v) {
   char text[16];
@@ -217,40 +216,46 @@ inline Header read_header(Input& in, std::uint32_t expected_magic, const char* k
   return h;
 }
 
-/// Reads exactly `expected` payload bytes and proves that nothing follows them. A raw file is
-/// measured before allocating; a gzip stream is inflated in chunks, so the allocation never
-/// runs more than a chunk (or a doubling) ahead of the bytes really decompressed.
+/// Reads exactly `expected` payload bytes and proves that nothing follows them, allocating only
+/// once the length is proven. A raw file is measured; a gzip stream is first inflated into a
+/// small scratch buffer just to count its bytes (and check its CRC), then inflated again
+/// straight into the result. Inflating twice costs less than growing a buffer as data arrives,
+/// and memory is never committed to a promise the file does not keep.
 inline std::vector<std::uint8_t> read_payload(Input& in, std::uint64_t header_bytes, std::uint64_t expected,
                                               const std::string& promise, const char* unit_name) {
+  auto truncated = [&](const std::string& what_is_there) {
+    return DatasetError(in.path(), "truncated: the header promises " + promise + " (" + plural(expected, "byte") +
+                                       " after the header) but " + what_is_there);
+  };
+  auto trailing = [&](std::uint64_t extra, bool at_least) {
+    return DatasetError(in.path(), (at_least ? "more than " : "") + plural(extra, "unexpected byte") +
+                                       " after the last " + unit_name + " (the header promises " + promise + ")");
+  };
+  constexpr std::uint64_t trailing_report_limit = std::uint64_t{1} << 24;  // enough to say "more than"
   if (!in.gzip()) {
     const std::uint64_t present = in.file_size() - std::min(in.file_size(), header_bytes);
-    if (present < expected)
-      throw DatasetError(in.path(), "truncated: the header promises " + promise + " (" + plural(expected, "byte") +
-                                        " after the header) but only " + plural(present, "byte") + " follow");
-    if (present > expected)
-      throw DatasetError(in.path(), plural(present - expected, "unexpected byte") + " after the last " + unit_name +
-                                        " (the header promises " + promise + ")");
-  } else if (expected > in.file_size() * max_inflate_ratio) {
+    if (present < expected) throw truncated("only " + plural(present, "byte") + " follow");
+    if (present > expected) throw trailing(present - expected, false);
+    std::vector<std::uint8_t> data(std::size_t(expected), 0);
+    const std::size_t got = in.read(data.data(), data.size());
+    if (got < expected) throw truncated("only " + plural(got, "byte") + " could be read (the file changed while being read)");
+    return data;
+  }
+  if (expected > in.file_size() * max_inflate_ratio)
     throw DatasetError(in.path(), "the header promises " + promise + " (" + plural(expected, "byte") +
                                       "), more than a gzip file of " + plural(in.file_size(), "byte") +
                                       " can hold: the header is corrupt");
-  }
-  std::vector<std::uint8_t> data;
-  if (!in.gzip()) data.reserve(std::size_t(expected));  // measured above, so this is real data
-  while (data.size() < expected) {
-    const std::size_t old = data.size();
-    const std::size_t grow = std::size_t(std::min<std::uint64_t>(chunk_size, expected - old));
-    data.resize(old + grow);
-    const std::size_t got = in.read(data.data() + old, grow);
-    if (got < grow)
-      throw DatasetError(in.path(), "truncated: the header promises " + promise + " (" + plural(expected, "byte") +
-                                        " after the header) but the " + (in.gzip() ? "decompressed " : "") +
-                                        "data holds only " + plural(old + got, "byte"));
-  }
-  if (const std::uint64_t extra = in.count_remaining(std::uint64_t{1} << 24); extra > 0)
-    throw DatasetError(in.path(), (extra >= (std::uint64_t{1} << 24) ? "more than " : "") +
-                                      plural(extra, "unexpected byte") + " after the last " + unit_name +
-                                      " (the header promises " + promise + ")");
+  const std::uint64_t present = in.count_remaining(expected + trailing_report_limit);
+  if (present < expected) throw truncated("the decompressed data holds only " + plural(present, "byte"));
+  if (present > expected) throw trailing(present - expected, present - expected >= trailing_report_limit);
+
+  Input again(in.path());
+  std::array<std::uint8_t, 16> skipped{};
+  if (header_bytes > skipped.size() || again.read(skipped.data(), std::size_t(header_bytes)) != header_bytes)
+    throw DatasetError(in.path(), "the file changed while being read");
+  std::vector<std::uint8_t> data(std::size_t(expected), 0);
+  if (again.read(data.data(), data.size()) != expected || again.count_remaining(1) != 0)
+    throw DatasetError(in.path(), "the file changed while being read");
   return data;
 }
 
