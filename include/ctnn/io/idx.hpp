@@ -46,7 +46,7 @@ namespace idx_detail {
 
 inline constexpr std::uint32_t images_magic = 0x00000803;  // unsigned byte, 3 dimensions
 inline constexpr std::uint32_t labels_magic = 0x00000801;  // unsigned byte, 1 dimension
-// deflate cannot expand less than ~1032:1, so a gzip file of n bytes holds at most this × n bytes.
+// deflate compresses at best about 1032:1, so a gzip file of n bytes inflates to at most this × n.
 inline constexpr std::uint64_t max_inflate_ratio = 1032;
 
 inline std::string hex32(std::uint32_t v) {
@@ -99,16 +99,14 @@ class Input {
   const std::filesystem::path& path() const { return path_; }
   bool gzip() const { return gzip_; }
   std::uint64_t file_size() const { return file_size_; }
-  std::uint64_t consumed() const { return consumed_; }  // decompressed bytes delivered so far
 
   /// Reads up to n bytes into out; fewer only at the end of the data.
   std::size_t read(std::uint8_t* out, std::size_t n) {
-    const std::size_t got = gzip_ ? inflate_some(out, n) : read_raw(out, n);
-    consumed_ += got;
-    return got;
+    return gzip_ ? inflate_some(out, n) : read_raw(out, n);
   }
 
-  /// Counts (up to `limit`) the bytes left, for messages about trailing data.
+  /// Reads and counts the bytes left (stopping once `limit` is reached): measures a gzip payload
+  /// without storing it.
   std::uint64_t count_remaining(std::uint64_t limit) {
     std::vector<std::uint8_t> scratch(64 * 1024);
     std::uint64_t total = 0;
@@ -169,7 +167,6 @@ class Input {
   std::filesystem::path path_;
   std::ifstream file_;
   std::uint64_t file_size_ = 0;
-  std::uint64_t consumed_ = 0;
   bool gzip_ = false;
   z_stream z_{};
   bool z_open_ = false;
