@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# ctnn against PyTorch on the same workloads, shapes and thread counts, in one run.
+#   bench/compare_pytorch.sh [--threads "1 2"] [--rounds 3] [--runs 5] [--workloads "mnist_train ..."]
+# Each (workload, threads) pair runs as separate processes, alternating ctnn and PyTorch for
+# `rounds` rounds (so both see the same machine noise); each process reports the median of `runs`
+# timed runs after warm-up, and the table shows the median over rounds. Peak RSS is the process's
+# own (getrusage), one workload per process. The FMA peak comes from bench/peak_flops.
+# Needs Debian's python3-torch and python3-torchvision (installed with apt-get if missing); the
+# benchmarks are built in $BUILD_DIR (default: build-bench next to this repository's sources).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+threads_list="1 2"
+rounds=3
+runs=5
+workloads="mnist_train mnist_infer resnet50_latency resnet50_infer resnet50_train"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads_list="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --workloads) workloads="$2"; shift 2 ;;
+    *) echo "usage: $0 [--threads \"1 2\"] [--rounds R] [--runs N] [--workloads \"...\"]" >&2; exit 2 ;;
+  esac
+done
+build="${BUILD_DIR:-$root/build-bench}"
+python=/usr/bin/python3  # Debian's interpreter: the one python3-torch installs into
+
+if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
+  echo "compare_pytorch: installing python3-torch python3-torchvision" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq python3-torch python3-torchvision >&2
+fi
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j2 --target bench_mnist bench_resnet50 peak_flops >/dev/null
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+program_of() { case "$1" in mnist_*) echo "$build/bench/bench_mnist" ;; *) echo "$build/bench/bench_resnet50" ;; esac; }
+runs_of() { case "$1" in resnet50_train) echo $(( (runs + 1) / 2 )) ;; *) echo "$runs" ;; esac; }
+
+for threads in $threads_list; do
+  for ((r = 0; r < rounds; r++)); do
+    "$build/bench/peak_flops" --threads "$threads" --runs 3 --warmup 1 | sed 's/^RESULT/RESULT side=peak/' >>"$results"
+  done
+  for w in $workloads; do
+    for ((r = 0; r < rounds; r++)); do
+      "$(program_of "$w")" --threads "$threads" --runs "$(runs_of "$w")" --workload "$w" |
+        sed 's/^RESULT/RESULT side=ctnn/' >>"$results"
+      "$python" "$root/bench/pytorch_workloads.py" --threads "$threads" --runs "$(runs_of "$w")" --workload "$w" |
+        sed 's/^RESULT/RESULT side=torch/' >>"$results"
+    done
+  done
+done
+
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs;" \
+     "ctnn: $(c++ --version | head -1); PyTorch $("$python" -c 'import torch; print(torch.__version__)');" \
+     "median of $rounds alternating rounds x $runs runs"
+awk -v workloads="$workloads" -v threads_list="$threads_list" '
+  function med(key,   n, i, j, t, a) {
+    n = split(vals[key], a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n ? a[int((n + 1) / 2)] : 0
+  }
+  /^RESULT/ {
+    delete f
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    k = f["side"] SUBSEP f["workload"] SUBSEP f["threads"]
+    for (m in f) if (m != "side" && m != "workload" && m != "threads") vals[k SUBSEP m] = vals[k SUBSEP m] " " f[m]
+  }
+  END {
+    printf "%-17s %3s %5s | %10s %10s %7s | %7s %7s | %6s %6s | %9s %9s\n", "workload", "thr", "batch",
+           "ctnn", "pytorch", "ratio", "ctnn", "pytorch", "ctnn", "torch", "RSS ctnn", "RSS torch"
+    printf "%-17s %3s %5s | %10s %10s %7s | %7s %7s | %6s %6s | %9s %9s\n", "", "", "",
+           "img/s", "img/s", "c/p", "GFLOP/s", "GFLOP/s", "%peak", "%peak", "MiB", "MiB"
+    nt = split(threads_list, ts, " "); nw = split(workloads, ws, " ")
+    for (ti = 1; ti <= nt; ti++) {
+      t = ts[ti]; peak = med("peak" SUBSEP "peak" SUBSEP t SUBSEP "best")
+      for (wi = 1; wi <= nw; wi++) {
+        w = ws[wi]; c = "ctnn" SUBSEP w SUBSEP t; p = "torch" SUBSEP w SUBSEP t
+        ci = med(c SUBSEP "images_per_s"); pi = med(p SUBSEP "images_per_s")
+        cg = med(c SUBSEP "gflops"); pg = med(p SUBSEP "gflops")
+        extra = ""
+        if (w == "resnet50_latency") extra = sprintf("  latency %.1f ms vs %.1f ms (ratio %.2f)", med(c SUBSEP "ms"), med(p SUBSEP "ms"), med(c SUBSEP "ms") / med(p SUBSEP "ms"))
+        printf "%-17s %3s %5s | %10.1f %10.1f %7.2f | %7.1f %7.1f | %5.1f%% %5.1f%% | %9s %9s%s\n", w, t,
+               med(c SUBSEP "batch"), ci, pi, (pi > 0 ? ci / pi : 0), cg, pg, 100 * cg / peak, 100 * pg / peak,
+               med(c SUBSEP "rss_mib"), med(p SUBSEP "rss_mib"), extra
+      }
+      printf "%-17s %3s %5s   measured FMA peak (best of runs): %.1f GFLOP/s\n", "peak", t, "", peak
+    }
+  }' "$results"

@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""The workloads of bench_mnist and bench_resnet50 in PyTorch, printing the same RESULT lines.
+
+The MNIST net is the seed article's ResNet18 (16/32/64/128 channels, F.avg_pool2d(out, 4));
+ResNet50 is torchvision's. Training: forward in train mode, cross-entropy, backward, plain SGD.
+Inference: eval mode under torch.no_grad(). Run with Debian's /usr/bin/python3 (torch 1.13):
+    /usr/bin/python3 bench/pytorch_workloads.py --threads 2 --workload mnist_train
+"""
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+MNIST_MULTIPLY_ADDS = 28_573_184
+RESNET50_MULTIPLY_ADDS = 4_089_184_256
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, inchannel, outchannel, stride=1):
+        super().__init__()
+        self.left = nn.Sequential(
+            nn.Conv2d(inchannel, outchannel, kernel_size=3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(outchannel),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(outchannel, outchannel, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(outchannel),
+        )
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inchannel != outchannel:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(inchannel, outchannel, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(outchannel),
+            )
+
+    def forward(self, x):
+        out = self.left(x)
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class SeedResNet18(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.inchannel = 16
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 16, kernel_size=3, stride=1, padding=1, bias=False),
+                                   nn.BatchNorm2d(16), nn.ReLU())
+        self.layer1 = self.make_layer(16, 2, 1)
+        self.layer2 = self.make_layer(32, 2, 2)
+        self.layer3 = self.make_layer(64, 2, 2)
+        self.layer4 = self.make_layer(128, 2, 2)
+        self.fc = nn.Linear(128, num_classes)
+
+    def make_layer(self, channels, num_blocks, stride):
+        layers = []
+        for s in [stride] + [1] * (num_blocks - 1):
+            layers.append(ResidualBlock(self.inchannel, channels, s))
+            self.inchannel = channels
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        out = F.avg_pool2d(out, 4)
+        return self.fc(out.view(out.size(0), -1))
+
+
+def median_seconds(args, f):
+    """(median wall, fastest wall, median process CPU time) of args.runs runs after args.warmup."""
+    for _ in range(args.warmup):
+        f()
+    wall, cpu = [], []
+    for _ in range(args.runs):
+        cpu_start, start = time.process_time(), time.perf_counter()
+        f()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+    return statistics.median(wall), min(wall), statistics.median(cpu)
+
+
+def report(args, workload, batch, timing, flop_per_image):
+    seconds, best, cpu = timing
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ips = batch / seconds
+    print(f"RESULT workload={workload} threads={args.threads} batch={batch} ms={seconds * 1e3:.3f} "
+          f"best_ms={best * 1e3:.3f} cpu_ms={cpu * 1e3:.3f} images_per_s={ips:.1f} "
+          f"gflops={ips * flop_per_image * 1e-9:.1f} rss_mib={rss:.0f}", flush=True)
+
+
+def train_step(model, x, labels, lr=0.01):
+    model.zero_grad()
+    F.cross_entropy(model(x), labels).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.sub_(lr * p.grad)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--workload", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    wanted = lambda name: not args.workload or args.workload == name
+
+    if wanted("mnist_train") or wanted("mnist_infer"):
+        model = SeedResNet18()
+        x = torch.randn(128, 1, 28, 28)
+        labels = torch.arange(128) % 10
+        if wanted("mnist_train"):
+            model.train()
+            s = median_seconds(args, lambda: train_step(model, x, labels))
+            report(args, "mnist_train", 128, s, 6.0 * MNIST_MULTIPLY_ADDS)
+        if wanted("mnist_infer"):
+            model.eval()
+            with torch.no_grad():
+                s = median_seconds(args, lambda: model(x))
+            report(args, "mnist_infer", 128, s, 2.0 * MNIST_MULTIPLY_ADDS)
+
+    if any(wanted(w) for w in ("resnet50_latency", "resnet50_infer", "resnet50_train")):
+        model = torchvision.models.resnet50()
+        flop = 2.0 * RESNET50_MULTIPLY_ADDS
+        model.eval()
+        with torch.no_grad():
+            for name, batch in (("resnet50_latency", 1), ("resnet50_infer", 8)):
+                if wanted(name):
+                    x = torch.randn(batch, 3, 224, 224)
+                    report(args, name, batch, median_seconds(args, lambda: model(x)), flop)
+        if wanted("resnet50_train"):
+            model.train()
+            x = torch.randn(8, 3, 224, 224)
+            labels = torch.arange(1, 9)
+            report(args, "resnet50_train", 8, median_seconds(args, lambda: train_step(model, x, labels)), 3.0 * flop)
+
+
+if __name__ == "__main__":
+    main()
