@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 CTNN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CTNN_PACKAGES=(cmake g++ make libeigen3-dev libboost-test-dev nlohmann-json3-dev zlib1g-dev libcli11-dev libstb-dev ccache)
+CTNN_PACKAGES=(cmake g++ make pkg-config libeigen3-dev libboost-test-dev nlohmann-json3-dev zlib1g-dev libcli11-dev libstb-dev ccache)
 
 # ensure_packages PKG...: installs the Debian packages that are missing (as root), or prints the
 # exact command and fails.

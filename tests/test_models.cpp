@@ -4,6 +4,7 @@
 
 #include <ctnn/ctnn.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -106,27 +107,46 @@ BOOST_AUTO_TEST_CASE(same_seed_same_weights_other_seed_other_weights) {
   BOOST_TEST(parameter_sum(a) != parameter_sum(c));
 }
 
-BOOST_AUTO_TEST_CASE(he_normal_convolutions_unit_batchnorm_uniform_linear) {
-  Mnist m(3);
-  m.visit([&](const std::string& name, auto& entry) {
-    using E = std::decay_t<decltype(entry)>;
-    if constexpr (std::is_same_v<E, Parameter<float>>) {
-      if (entry.dims.size() == 4) {
-        // N(0, sqrt(2 / (k·k·out))) as the seed's init loop.
-        const double n = double(entry.dims[2] * entry.dims[3] * entry.dims[0]);
-        double mean = 0, sq = 0;
-        for (float v : entry.value) mean += v, sq += double(v) * v;
-        mean /= double(entry.size());
-        const double stddev = std::sqrt(sq / double(entry.size()) - mean * mean);
-        if (entry.size() >= 4096) BOOST_TEST(stddev == std::sqrt(2.0 / n), name << " stddev" << tt::tolerance(0.05));
-      } else if (name.find("fc.") == 0) {
-        for (float v : entry.value) BOOST_TEST(std::abs(v) <= 1.0 / std::sqrt(128.0));
-      } else if (name.ends_with(".weight")) {
-        for (float v : entry.value) BOOST_TEST(v == 1.0f);
-      } else {
-        for (float v : entry.value) BOOST_TEST(v == 0.0f);
-      }
+// Checks every parameter of `model` against the scheme: 4-d convolution weights by `check_conv`,
+// fc within PyTorch's U(±1/√in), BatchNorm weight 1 and bias 0.
+template <class M, class CheckConv>
+void check_initialisation(M& model, int fc_in, CheckConv&& check_conv) {
+  model.visit(OnParameters{[&](const std::string& name, Parameter<float>& p) {
+    if (p.dims.size() == 4) {
+      check_conv(name, p);
+    } else if (name.find("fc.") == 0) {
+      for (float v : p.value) BOOST_TEST(std::abs(v) <= 1.0 / std::sqrt(double(fc_in)));
+    } else if (name.ends_with(".weight")) {
+      BOOST_TEST(std::all_of(p.value.begin(), p.value.end(), [](float v) { return v == 1.0f; }), name);
+    } else {
+      BOOST_TEST(std::all_of(p.value.begin(), p.value.end(), [](float v) { return v == 0.0f; }), name);
     }
+  }});
+}
+
+double standard_deviation(const Parameter<float>& p) {
+  double mean = 0, sq = 0;
+  for (float v : p.value) mean += v, sq += double(v) * v;
+  mean /= double(p.size());
+  return std::sqrt(sq / double(p.size()) - mean * mean);
+}
+
+BOOST_AUTO_TEST_CASE(torchvision_layout_uses_the_seed_he_init) {
+  auto model = std::make_unique<Model<ResNet18<10, 1>, Shape<1, 28, 28>>>(3);
+  check_initialisation(*model, 512, [](const std::string& name, const Parameter<float>& p) {
+    // N(0, sqrt(2 / (k·k·out))) as the seed's init loop.
+    const double n = double(p.dims[2] * p.dims[3] * p.dims[0]);
+    if (p.size() >= 4096) BOOST_TEST(standard_deviation(p) == std::sqrt(2.0 / n), name << tt::tolerance(0.05));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(mnist_net_keeps_pytorch_default_conv_init) {
+  Mnist model(3);
+  check_initialisation(model, 128, [](const std::string& name, const Parameter<float>& p) {
+    // U(±1/sqrt(fan_in)), whose standard deviation is 1/sqrt(3·fan_in).
+    const double fan_in = double(p.dims[1] * p.dims[2] * p.dims[3]), bound = 1.0 / std::sqrt(fan_in);
+    BOOST_TEST(std::all_of(p.value.begin(), p.value.end(), [&](float v) { return std::abs(v) <= bound; }), name);
+    if (p.size() >= 4096) BOOST_TEST(standard_deviation(p) == bound / std::sqrt(3.0), name << tt::tolerance(0.05));
   });
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -8,6 +9,20 @@
 #include "ctnn/module.hpp"
 
 namespace ctnn {
+
+/// How Model initialises convolution weights (BatchNorm is always weight 1, bias 0; Linear always
+/// PyTorch's default U(±1/√in)).
+enum class Init {
+  he_normal,        // N(0, √(2 / (k·k·out))): the seed's ResNet init loop (and torchvision's)
+  pytorch_default,  // U(±1/√(in·k·k)): nn.Conv2d's own default, kept by the seed's MNIST network
+};
+
+/// A description chooses its scheme with `static constexpr Init init = ...;` (He by default).
+template <class Description>
+constexpr Init init_scheme = [] {
+  if constexpr (requires { Description::init; }) return Description::init;
+  else return Init::he_normal;
+}();
 
 /// Model<Description, InputShape, T = float>: a network description bound to an input shape.
 /// Every intermediate shape and the counts below are compile-time constants; only the batch
@@ -26,8 +41,8 @@ class Model {
   static constexpr std::size_t parameter_count = network_type::parameter_count;
   static constexpr std::size_t multiply_adds = network_type::multiply_adds;  // per image
 
-  /// Parameters initialised as the seed article does (He normal convolutions, BN 1/0, Linear as
-  /// PyTorch) from `seed`: the same seed gives the same weights on every run and platform.
+  /// Parameters initialised from `seed` (the same seed gives the same weights on every run and
+  /// platform) by the description's scheme: the seed article's He init by default, see Init.
   explicit Model(std::uint64_t seed = 0) : network_(std::make_unique<network_type>()) { initialize(seed); }
   Model(const Model& other) : network_(std::make_unique<network_type>(*other.network_)) {}
   Model& operator=(const Model& other) {
@@ -41,6 +56,14 @@ class Model {
   void initialize(std::uint64_t seed) {
     Rng rng(seed);
     network_->initialize(rng);
+    if constexpr (init_scheme<Description> == Init::pytorch_default) {
+      // PyTorch's Conv2d default, kaiming_uniform(a=√5): U(−1/√fan_in, 1/√fan_in), fan_in = I·kh·kw.
+      visit(OnParameters{[&](const std::string&, Parameter<T>& p) {
+        if (p.dims.size() != 4) return;
+        const double bound = 1.0 / std::sqrt(double(p.dims[1] * p.dims[2] * p.dims[3]));
+        for (auto& v : p.value) v = T(rng.uniform(-bound, bound));
+      }});
+    }
   }
 
   /// Runs the network; the result stays valid until the next forward. `x` must stay alive and
