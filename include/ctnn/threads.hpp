@@ -96,13 +96,18 @@ inline ThreadState& thread_state() {
 
 }  // namespace detail
 
+/// The most threads set_num_threads() grants (kernels keep per-thread scratch for each).
+inline constexpr std::size_t max_threads = 64;
+
 /// Number of threads ctnn's kernels use (including the caller); 1 until set_num_threads().
 inline std::size_t num_threads() { return detail::thread_state().threads; }
 
-/// Uses n threads (n ≥ 1; 0 means std::thread::hardware_concurrency()) for every later kernel.
+/// Uses n threads (0 means std::thread::hardware_concurrency(); at most max_threads) for every
+/// later kernel.
 /// Results do not depend on n. Not to be called while a model is running.
 inline void set_num_threads(std::size_t n) {
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  n = std::min(n, max_threads);
   auto& state = detail::thread_state();
   if (n == state.threads) return;
   state.pool.reset();

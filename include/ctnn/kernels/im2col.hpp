@@ -1,62 +1,180 @@
-// Unfolding an image into convolution patches (im2col) and folding patch gradients back (col2im).
-// Layout: col is (C·K·K) × (Ho·Wo), row-major; row (c, ky, kx) holds input[c][oy·S + ky − P][ox·S + kx − P]
-// for every output position, zero where the window hangs over the padding.
+// Convolution geometry, and moving a tile of columns between NCHW batches and column matrices.
+// The column matrix of a batch has one row per patch entry (c, ky, kx) and one column per output
+// position (n, oy, ox), image after image; a tile is a contiguous range of those columns, so one
+// GEMM can span several small images (MNIST's 7×7 and 4×4 maps) or part of one large image.
 #pragma once
 
 #include <algorithm>
-#include <cstring>
+#include <cstddef>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ctnn::kernels {
 
-template <int C, int H, int W, int K, int S, int P, class T>
-void im2col(const T* image, T* col) {
-  constexpr int Ho = (H + 2 * P - K) / S + 1;
-  constexpr int Wo = (W + 2 * P - K) / S + 1;
-  for (int c = 0; c < C; ++c) {
-    const T* plane = image + c * H * W;
-    for (int ky = 0; ky < K; ++ky) {
-      for (int kx = 0; kx < K; ++kx) {
-        T* row = col + ((c * K + ky) * K + kx) * Ho * Wo;
-        for (int oy = 0; oy < Ho; ++oy) {
-          const int iy = oy * S + ky - P;
-          T* out = row + oy * Wo;
-          if (iy < 0 || iy >= H) {
-            std::fill_n(out, Wo, T(0));
-            continue;
-          }
-          const T* in = plane + iy * W;
-          for (int ox = 0; ox < Wo; ++ox) {
-            const int ix = ox * S + kx - P;
-            out[ox] = (ix >= 0 && ix < W) ? in[ix] : T(0);
-          }
-        }
-      }
+// Rows of a patch matrix are short (one output row: 4..112 values), too short for memcpy and
+// memset calls to pay off; masked AVX-512 moves handle any length without a scalar tail.
+template <class T>
+inline void copy_row(const T* in, int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int i = 0; i < length; i += 16) {
+      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      _mm512_mask_storeu_ps(out + i, m, _mm512_maskz_loadu_ps(m, in + i));
     }
+    return;
+  }
+#endif
+  for (int i = 0; i < length; ++i) out[i] = in[i];
+}
+template <class T>
+inline void zero_row(int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int i = 0; i < length; i += 16) {
+      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      _mm512_mask_storeu_ps(out + i, m, _mm512_setzero_ps());
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < length; ++i) out[i] = T(0);
+}
+template <class T>
+inline void add_row(const T* in, int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int i = 0; i < length; i += 16) {
+      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_maskz_loadu_ps(m, in + i)));
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < length; ++i) out[i] += in[i];
+}
+
+/// A convolution of C×H×W images with a K×K kernel, stride S and zero padding P.
+template <int C, int H, int W, int K, int S, int P>
+struct ConvGeometry {
+  static constexpr int channels = C, height = H, width = W, kernel = K, stride = S, padding = P;
+  static constexpr int out_height = (H + 2 * P - K) / S + 1;
+  static constexpr int out_width = (W + 2 * P - K) / S + 1;
+  static constexpr std::size_t positions = std::size_t(out_height) * out_width;
+  static constexpr std::size_t patch = std::size_t(C) * K * K;
+  static constexpr std::size_t image = std::size_t(C) * H * W;
+  static constexpr bool pointwise = K == 1 && S == 1 && P == 0;
+
+  // For output column ox and kernel column kx, the input column is ox·S + kx − P; these give the
+  // range of ox in [begin, end) whose input column lies inside the image.
+  static constexpr int first_inside(int kx, int begin) {
+    const int need = P - kx;  // ox·S ≥ need
+    return std::max(begin, need <= 0 ? 0 : (need + S - 1) / S);
+  }
+  static constexpr int end_inside(int kx, int end) {
+    const int last = W - 1 + P - kx;  // ox·S ≤ last
+    return std::min(end, last < 0 ? 0 : last / S + 1);
+  }
+};
+
+/// Calls f(n, oy, ox, length, offset) for each run of tile columns that lies inside one output row.
+template <class G, class F>
+void for_each_row_run(std::size_t first, std::size_t count, F&& f) {
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t g = first + done, n = g / G::positions, p = g % G::positions;
+    const int oy = int(p / G::out_width), ox = int(p % G::out_width);
+    const std::size_t length = std::min(std::size_t(G::out_width - ox), count - done);
+    f(n, oy, ox, int(length), done);
+    done += length;
   }
 }
 
-/// Adds every patch entry of col back onto the pixel it came from; image must be zeroed first.
-template <int C, int H, int W, int K, int S, int P, class T>
-void col2im_add(const T* col, T* image) {
-  constexpr int Ho = (H + 2 * P - K) / S + 1;
-  constexpr int Wo = (W + 2 * P - K) / S + 1;
-  for (int c = 0; c < C; ++c) {
-    T* plane = image + c * H * W;
-    for (int ky = 0; ky < K; ++ky) {
-      for (int kx = 0; kx < K; ++kx) {
-        const T* row = col + ((c * K + ky) * K + kx) * Ho * Wo;
-        for (int oy = 0; oy < Ho; ++oy) {
-          const int iy = oy * S + ky - P;
-          if (iy < 0 || iy >= H) continue;
-          T* out = plane + iy * W;
-          const T* in = row + oy * Wo;
-          for (int ox = 0; ox < Wo; ++ox) {
-            const int ix = ox * S + kx - P;
-            if (ix >= 0 && ix < W) out[ix] += in[ox];
+/// Writes columns [first, first + count) of the batch x's column matrix to col: row r (patch entry
+/// r) at col + r·ld. Entries over the padding are zero.
+template <class G, class T>
+void im2col_tile(const T* x, std::size_t first, std::size_t count, T* col, std::size_t ld) {
+  constexpr int S = G::stride, P = G::padding, K = G::kernel;
+  for_each_row_run<G>(first, count, [&](std::size_t n, int oy, int ox0, int length, std::size_t offset) {
+    const int ox1 = ox0 + length;
+    T* out = col + offset;
+    for (int c = 0; c < G::channels; ++c) {
+      const T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
+      for (int ky = 0; ky < K; ++ky) {
+        const int iy = oy * S + ky - P;
+        for (int kx = 0; kx < K; ++kx, out += ld) {
+          if (iy < 0 || iy >= G::height) {
+            zero_row(length, out);
+            continue;
+          }
+          const int lo = std::min(ox1, G::first_inside(kx, ox0)), hi = std::max(lo, G::end_inside(kx, ox1));
+          const T* in = plane + iy * G::width + kx - P;  // in[ox·S] is the input of output column ox
+          zero_row(lo - ox0, out);
+          if constexpr (S == 1) {
+            copy_row(in + lo, hi - lo, out + (lo - ox0));
+          } else {
+            for (int ox = lo; ox < hi; ++ox) out[ox - ox0] = in[ox * S];
+          }
+          zero_row(ox1 - hi, out + (hi - ox0));
+        }
+      }
+    }
+  });
+}
+
+/// The adjoint of im2col_tile: adds every entry of col's tile columns onto the input pixel it was
+/// read from (entries over the padding are dropped).
+template <class G, class T>
+void col2im_tile_add(const T* col, std::size_t ld, std::size_t first, std::size_t count, T* x) {
+  constexpr int S = G::stride, P = G::padding, K = G::kernel;
+  for_each_row_run<G>(first, count, [&](std::size_t n, int oy, int ox0, int length, std::size_t offset) {
+    const int ox1 = ox0 + length;
+    const T* in = col + offset;
+    for (int c = 0; c < G::channels; ++c) {
+      T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
+      for (int ky = 0; ky < K; ++ky) {
+        const int iy = oy * S + ky - P;
+        for (int kx = 0; kx < K; ++kx, in += ld) {
+          if (iy < 0 || iy >= G::height) continue;
+          const int lo = G::first_inside(kx, ox0), hi = G::end_inside(kx, ox1);
+          T* out = plane + iy * G::width + kx - P;
+          if constexpr (S == 1) {
+            if (hi > lo) add_row(in + (lo - ox0), hi - lo, out + lo);
+          } else {
+            for (int ox = lo; ox < hi; ++ox) out[ox * S] += in[ox - ox0];
           }
         }
       }
     }
+  });
+}
+
+/// Copies tile columns [first, first + count) of `rows` channels of an NCHW batch (images
+/// image_stride values apart, channels `positions` apart, starting at `batch`) into the rows of
+/// tile (row r at tile + r·ld): the column matrix of a 1×1 convolution's input.
+template <class T>
+void gather_tile(const T* batch, std::size_t image_stride, std::size_t positions, std::size_t rows,
+                 std::size_t first, std::size_t count, T* tile, std::size_t ld) {
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t g = first + done, n = g / positions, p = g % positions;
+    const std::size_t length = std::min(positions - p, count - done);
+    const T* in = batch + n * image_stride + p;
+    for (std::size_t r = 0; r < rows; ++r) copy_row(in + r * positions, int(length), tile + r * ld + done);
+    done += length;
+  }
+}
+
+/// The inverse of gather_tile: the rows of tile back into the NCHW batch.
+template <class T>
+void scatter_tile(const T* tile, std::size_t ld, std::size_t image_stride, std::size_t positions, std::size_t rows,
+                  std::size_t first, std::size_t count, T* batch) {
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t g = first + done, n = g / positions, p = g % positions;
+    const std::size_t length = std::min(positions - p, count - done);
+    T* out = batch + n * image_stride + p;
+    for (std::size_t r = 0; r < rows; ++r) copy_row(tile + r * ld + done, int(length), out + r * positions);
+    done += length;
   }
 }
 

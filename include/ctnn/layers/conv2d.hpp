@@ -3,7 +3,7 @@
 #include <cmath>
 #include <string>
 
-#include "ctnn/kernels/im2col.hpp"
+#include "ctnn/kernels/conv.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -32,9 +32,7 @@ struct Conv2d {
                   "Conv2d: kernel larger than padded input");
 
     static constexpr int patch = InChannels * Kernel * Kernel;
-    static constexpr bool pointwise = Kernel == 1 && Stride == 1 && Padding == 0;
-    using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    using Geometry = kernels::ConvGeometry<InChannels, In::height, In::width, Kernel, Stride, Padding>;
 
    public:
     using input_shape = In;
@@ -49,33 +47,16 @@ struct Conv2d {
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
-      const Eigen::Map<const RowMatrix> w(weight.value.data(), OutChannels, patch);
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        Eigen::Map<RowMatrix> out(y.image(n), OutChannels, positions);
-        out.noalias() = w * columns(x.image(n));
-        if constexpr (Bias) out.colwise() += Eigen::Map<const Vector>(bias.value.data(), OutChannels);
-      }
+      kernels::conv_forward<Geometry, OutChannels>(x.data(), x.batch_size(), weight.value.data(),
+                                                   Bias ? bias.value.data() : nullptr, y.data());
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
-      const Eigen::Map<const RowMatrix> w(weight.value.data(), OutChannels, patch);
-      Eigen::Map<RowMatrix> dw(weight.grad.data(), OutChannels, patch);
       if (dx) dx->resize(x.batch_size());
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        const Eigen::Map<const RowMatrix> grad_out(dy.image(n), OutChannels, positions);
-        dw.noalias() += grad_out * columns(x.image(n)).transpose();
-        if constexpr (Bias) Eigen::Map<Vector>(bias.grad.data(), OutChannels) += grad_out.rowwise().sum();
-        if (!dx) continue;
-        if constexpr (pointwise) {
-          Eigen::Map<RowMatrix>(dx->image(n), patch, positions).noalias() = w.transpose() * grad_out;
-        } else {
-          scratch_.resize(std::size_t(patch) * positions);
-          Eigen::Map<RowMatrix>(scratch_.data(), patch, positions).noalias() = w.transpose() * grad_out;
-          std::fill_n(dx->image(n), In::size, T(0));
-          kernels::col2im_add<InChannels, In::height, In::width, Kernel, Stride, Padding>(scratch_.data(), dx->image(n));
-        }
-      }
+      kernels::conv_backward<Geometry, OutChannels>(x.data(), dy.data(), x.batch_size(), weight.value.data(),
+                                                    weight.grad.data(), Bias ? bias.grad.data() : nullptr,
+                                                    dx ? dx->data() : nullptr);
     }
 
     template <class F>
@@ -97,20 +78,6 @@ struct Conv2d {
       describe_leaf<Module>(f, name, repr());
     }
 
-   private:
-    // The (In·K·K) × (Ho·Wo) patch matrix of one image; a 1×1/stride-1 convolution reads the image as is.
-    Eigen::Map<const RowMatrix> columns(const T* image) {
-      if constexpr (pointwise) {
-        return {image, patch, positions};
-      } else {
-        columns_.resize(std::size_t(patch) * positions);
-        kernels::im2col<InChannels, In::height, In::width, Kernel, Stride, Padding>(image, columns_.data());
-        return {columns_.data(), patch, positions};
-      }
-    }
-
-    AlignedVector<T> columns_;
-    AlignedVector<T> scratch_;
   };
 };
 

@@ -1,0 +1,101 @@
+// Convolution over a whole batch as GEMMs on tiles of output columns, in parallel.
+// Forward: each task im2cols one tile of columns (which may span several small images or part of
+// a large one) and multiplies it by the weights. Backward: a fixed number of image groups, each
+// with its own partial weight gradient; the partials are summed in group order afterwards, so the
+// result does not depend on the thread count.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstddef>
+
+#include "ctnn/kernels/im2col.hpp"
+#include "ctnn/kernels/scratch.hpp"
+#include "ctnn/threads.hpp"
+
+namespace ctnn::kernels {
+
+namespace detail {
+template <class T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using RowMap = Eigen::Map<RowMatrix<T>>;
+template <class T>
+using ConstRowMap = Eigen::Map<const RowMatrix<T>>;
+}  // namespace detail
+
+/// Output columns per GEMM tile: the tile's patch matrix stays near 128 KiB, so it and the output
+/// tile live in L2 while the weights stream through.
+template <class G>
+constexpr std::size_t tile_columns() {
+  return std::clamp<std::size_t>(32768 / G::patch / 16 * 16, 64, 2048);
+}
+
+/// Image groups of the backward pass: a fixed number (not the thread count, which would change
+/// the summation order), each owning a partial weight gradient.
+constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::size_t>(batch, 4); }
+
+/// y = w ∗ x (+ bias) for N images. x: N × G::image (NCHW); w: M × G::patch row-major (OIHW);
+/// bias: M values or null; y: N × M × G::positions.
+template <class G, int M, class T>
+void conv_forward(const T* x, std::size_t N, const T* w, const T* bias, T* y) {
+  const std::size_t total = N * G::positions, tc = tile_columns<G>(), tiles = (total + tc - 1) / tc;
+  // Few tiles (batch 1, deep layers): split the output channels as well so each thread has work.
+  const std::size_t splits = tiles >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + tiles - 1) / tiles, M / 16));
+  const std::size_t rows = (M + splits - 1) / splits;
+  parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
+    const std::size_t first = task / splits * tc, count = std::min(tc, total - first);
+    const std::size_t m0 = task % splits * rows, m = std::min<std::size_t>(M, m0 + rows) - m0;
+    T* col = scratch<T>(thread, Slot::columns, G::patch * count);
+    im2col_tile<G>(x, first, count, col, count);
+    T* out = scratch<T>(thread, Slot::tile, m * count);
+    detail::RowMap<T> product(out, m, count);
+    product.noalias() = detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) * detail::ConstRowMap<T>(col, G::patch, count);
+    if (bias) product.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias + m0, m);
+    scatter_tile(out, count, M * G::positions, G::positions, m, first, count, y + m0 * G::positions);
+  });
+}
+
+/// Gradients of conv_forward: dw (M × patch) and dbias (M, if not null) accumulate Σ over the
+/// batch; dx (if not null) is overwritten with dL/dx. dy: N × M × G::positions.
+template <class G, int M, class T>
+void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
+  const std::size_t groups = backward_groups(N), per_group = (N + groups - 1) / groups;
+  const std::size_t used_groups = (N + per_group - 1) / per_group, tc = tile_columns<G>();
+  const std::size_t stride = M * G::patch + M;  // one group's partial: weight gradient, then bias
+  T* partials = scratch<T>(0, Slot::partials, used_groups * stride);
+  parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
+    T* pw = partials + group * stride;
+    std::fill_n(pw, stride, T(0));
+    detail::RowMap<T> grad_w(pw, M, G::patch);
+    const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
+    if (dx) std::fill(dx + n0 * G::image, dx + n1 * G::image, T(0));
+    for (std::size_t first = n0 * G::positions; first < n1 * G::positions; first += tc) {
+      const std::size_t count = std::min(tc, n1 * G::positions - first);
+      T* grad_out = scratch<T>(thread, Slot::tile, M * count);
+      gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
+      T* col = scratch<T>(thread, Slot::columns, G::patch * count);
+      im2col_tile<G>(x, first, count, col, count);
+      const detail::ConstRowMap<T> g(grad_out, M, count);
+      grad_w.noalias() += g * detail::ConstRowMap<T>(col, G::patch, count).transpose();
+      if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
+      if (!dx) continue;
+      T* dcol = scratch<T>(thread, Slot::gradient, G::patch * count);
+      detail::RowMap<T>(dcol, G::patch, count).noalias() = detail::ConstRowMap<T>(w, M, G::patch).transpose() * g;
+      col2im_tile_add<G>(dcol, count, first, count, dx);
+    }
+  });
+  // Sum the partials in group order, in parallel over slices of the gradient.
+  const std::size_t values = stride, slice = 4096, slices = (values + slice - 1) / slice;
+  parallel_for(slices, [&](std::size_t s, std::size_t) {
+    const std::size_t begin = s * slice, end = std::min(values, begin + slice);
+    for (std::size_t group = 0; group < used_groups; ++group) {
+      const T* p = partials + group * stride;
+      for (std::size_t i = begin; i < std::min(end, M * G::patch); ++i) dw[i] += p[i];
+      if (dbias)
+        for (std::size_t i = std::max(begin, M * G::patch); i < end; ++i) dbias[i - M * G::patch] += p[i];
+    }
+  });
+}
+
+}  // namespace ctnn::kernels
