@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "ctnn/compose/named.hpp"
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/layers/identity.hpp"
 #include "ctnn/module.hpp"
 
@@ -32,25 +33,32 @@ struct Residual {
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       main_.forward(x, main_out_, mode);
       y.resize(x.batch_size());
-      if constexpr (identity_shortcut) {
-        y.matrix() = (main_out_.matrix() + x.matrix()).cwiseMax(T(0));
-      } else {
-        shortcut_.forward(x, shortcut_out_, mode);
-        y.matrix() = (main_out_.matrix() + shortcut_out_.matrix()).cwiseMax(T(0));
-      }
+      if constexpr (!identity_shortcut) shortcut_.forward(x, shortcut_out_, mode);
+      const auto& shortcut = [&]() -> const auto& {
+        if constexpr (identity_shortcut) return x;
+        else return shortcut_out_;
+      }();
+      kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
+        kernels::array(y, begin, end) = (kernels::array(main_out_, begin, end) + kernels::array(shortcut, begin, end)).max(T(0));
+      });
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
       sum_grad_.resize(y.batch_size());
-      sum_grad_.matrix() = (y.matrix().array() > T(0)).select(dy.matrix(), T(0));
+      kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
+        kernels::array(sum_grad_, begin, end) = (kernels::array(y, begin, end) > T(0)).select(kernels::array(dy, begin, end), T(0));
+      });
       main_.backward(x, main_out_, sum_grad_, dx);
-      if constexpr (identity_shortcut) {
-        if (dx) dx->matrix() += sum_grad_.matrix();
-      } else {
-        shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
-        if (dx) dx->matrix() += shortcut_dx_.matrix();
-      }
+      if (!identity_shortcut) shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
+      if (!dx) return;
+      const auto& shortcut_grad = [&]() -> const auto& {
+        if constexpr (identity_shortcut) return sum_grad_;
+        else return shortcut_dx_;
+      }();
+      kernels::parallel_slices(dx->value_count(), [&](std::size_t begin, std::size_t end) {
+        kernels::array(*dx, begin, end) += kernels::array(shortcut_grad, begin, end);
+      });
     }
 
     template <class F>

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -43,76 +44,70 @@ struct BatchNorm2d {
       const std::size_t batch = x.batch_size();
       y.resize(batch);
       last_mode_ = mode;
-      if (mode == Mode::train) {
-        const std::size_t count = batch * plane;
-        if (count < 2) throw std::invalid_argument("BatchNorm2d: expected more than 1 value per channel when training");
-        for (int c = 0; c < Channels; ++c) {
+      const std::size_t count = batch * plane;
+      if (mode == Mode::train && count < 2)
+        throw std::invalid_argument("BatchNorm2d: expected more than 1 value per channel when training");
+      // One task per channel: its statistics, running-statistics update and normalisation.
+      parallel_for(Channels, [&](std::size_t c, std::size_t) {
+        if (mode == Mode::train) {
           double sum = 0;
-          for_each_plane(x, c, [&](const T* p) { for (std::size_t i = 0; i < plane; ++i) sum += p[i]; });
+          for_each_plane(x, c, [&](const T* p) { sum += kernels::lane_sum<T>(plane, [&](std::size_t i) { return p[i]; }); });
           const double mean = sum / double(count);
+          const T m = T(mean);
           double squares = 0;
           for_each_plane(x, c, [&](const T* p) {
-            for (std::size_t i = 0; i < plane; ++i) squares += (double(p[i]) - mean) * (double(p[i]) - mean);
+            squares += kernels::lane_sum<T>(plane, [&](std::size_t i) { return (p[i] - m) * (p[i] - m); });
           });
           const double var = squares / double(count);
-          mean_[c] = T(mean);
+          mean_[c] = m;
           inv_std_[c] = T(1.0 / std::sqrt(var + eps));
           running_mean.value[c] = T((1 - momentum) * running_mean.value[c] + momentum * mean);
           running_var.value[c] = T((1 - momentum) * running_var.value[c] + momentum * squares / double(count - 1));
-        }
-        ++num_batches_tracked.value;
-      } else {
-        for (int c = 0; c < Channels; ++c) {
+        } else {
           mean_[c] = running_mean.value[c];
           inv_std_[c] = T(1.0 / std::sqrt(double(running_var.value[c]) + eps));
         }
-      }
-      for (std::size_t n = 0; n < batch; ++n) {
-        for (int c = 0; c < Channels; ++c) {
-          const T scale = weight.value[c] * inv_std_[c];
-          const T shift = bias.value[c] - mean_[c] * scale;
+        const T scale = weight.value[c] * inv_std_[c];
+        const T shift = bias.value[c] - mean_[c] * scale;
+        for (std::size_t n = 0; n < batch; ++n) {
           const T* in = x.image(n) + c * plane;
           T* out = y.image(n) + c * plane;
           for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
         }
-      }
+      });
+      if (mode == Mode::train) ++num_batches_tracked.value;
     }
 
     void backward(const Batch<In, T>& x, const Batch<In, T>&, const Batch<In, T>& dy, Batch<In, T>* dx) {
       const std::size_t batch = x.batch_size();
       const double count = double(batch * plane);
       if (dx) dx->resize(batch);
-      for (int c = 0; c < Channels; ++c) {
+      parallel_for(Channels, [&](std::size_t c, std::size_t) {
         // sum(dy) and sum(dy · x̂), the two reductions both the parameter and the input gradients need.
-        double sum_dy = 0, sum_dy_xhat = 0;
+        const T mean = mean_[c];
+        double sum_dy = 0, sum_dy_centered = 0;
         for (std::size_t n = 0; n < batch; ++n) {
           const T* in = x.image(n) + c * plane;
           const T* g = dy.image(n) + c * plane;
-          for (std::size_t i = 0; i < plane; ++i) {
-            sum_dy += g[i];
-            sum_dy_xhat += double(g[i]) * double((in[i] - mean_[c]) * inv_std_[c]);
-          }
+          sum_dy += kernels::lane_sum<T>(plane, [&](std::size_t i) { return g[i]; });
+          sum_dy_centered += kernels::lane_sum<T>(plane, [&](std::size_t i) { return g[i] * (in[i] - mean); });
         }
+        const double sum_dy_xhat = sum_dy_centered * double(inv_std_[c]);
         weight.grad[c] += T(sum_dy_xhat);
         bias.grad[c] += T(sum_dy);
-        if (!dx) continue;
+        if (!dx) return;
         const T scale = weight.value[c] * inv_std_[c];
+        // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
+        const bool train = last_mode_ == Mode::train;
+        const T mean_dy = train ? T(sum_dy / count) : T(0);
+        const T xhat_coefficient = train ? T(sum_dy_xhat / count) * inv_std_[c] : T(0);
         for (std::size_t n = 0; n < batch; ++n) {
           const T* in = x.image(n) + c * plane;
           const T* g = dy.image(n) + c * plane;
           T* out = dx->image(n) + c * plane;
-          if (last_mode_ == Mode::eval) {
-            for (std::size_t i = 0; i < plane; ++i) out[i] = g[i] * scale;
-          } else {
-            // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
-            const T mean_dy = T(sum_dy / count), mean_dy_xhat = T(sum_dy_xhat / count);
-            for (std::size_t i = 0; i < plane; ++i) {
-              const T xhat = (in[i] - mean_[c]) * inv_std_[c];
-              out[i] = scale * (g[i] - mean_dy - xhat * mean_dy_xhat);
-            }
-          }
+          for (std::size_t i = 0; i < plane; ++i) out[i] = scale * (g[i] - mean_dy - (in[i] - mean) * xhat_coefficient);
         }
-      }
+      });
     }
 
     template <class F>
@@ -140,7 +135,7 @@ struct BatchNorm2d {
 
    private:
     template <class F>
-    static void for_each_plane(const Batch<In, T>& x, int c, F&& f) {
+    static void for_each_plane(const Batch<In, T>& x, std::size_t c, F&& f) {
       for (std::size_t n = 0; n < x.batch_size(); ++n) f(x.image(n) + c * plane);
     }
 

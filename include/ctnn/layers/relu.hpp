@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -21,13 +22,17 @@ struct ReLU {
 
     void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode) {
       y.resize(x.batch_size());
-      y.matrix() = x.matrix().cwiseMax(T(0));
+      kernels::parallel_slices(x.value_count(), [&](std::size_t begin, std::size_t end) {
+        kernels::array(y, begin, end) = kernels::array(x, begin, end).max(T(0));
+      });
     }
 
     void backward(const Batch<In, T>&, const Batch<In, T>& y, const Batch<In, T>& dy, Batch<In, T>* dx) {
       if (!dx) return;
       dx->resize(y.batch_size());
-      dx->matrix() = (y.matrix().array() > T(0)).select(dy.matrix(), T(0));
+      kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
+        kernels::array(*dx, begin, end) = (kernels::array(y, begin, end) > T(0)).select(kernels::array(dy, begin, end), T(0));
+      });
     }
 
     template <class F>
