@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
+#include <utility>
 
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/scratch.hpp"
@@ -22,6 +23,21 @@ template <class T>
 using RowMap = Eigen::Map<RowMatrix<T>>;
 template <class T>
 using ConstRowMap = Eigen::Map<const RowMatrix<T>>;
+template <class T>
+using ConstStridedRowMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
+// The patch matrix of tile columns [first, first + count) and its row stride. A 1×1, stride-1
+// convolution's patch matrix is its input, so a tile inside one image is read in place.
+template <class G, class T>
+std::pair<const T*, std::size_t> columns(const T* x, std::size_t first, std::size_t count, std::size_t thread) {
+  if constexpr (G::pointwise) {
+    const std::size_t n = first / G::positions, p = first % G::positions;
+    if (p + count <= G::positions) return {x + n * G::image + p, G::positions};
+  }
+  T* col = scratch<T>(thread, Slot::columns, G::patch * count);
+  im2col_tile<G>(x, first, count, col, count);
+  return {col, count};
+}
 }  // namespace detail
 
 /// Output columns per GEMM tile: the tile's patch matrix stays near 128 KiB, so it and the output
@@ -46,11 +62,11 @@ void conv_forward(const T* x, std::size_t N, const T* w, const T* bias, T* y) {
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task / splits * tc, count = std::min(tc, total - first);
     const std::size_t m0 = task % splits * rows, m = std::min<std::size_t>(M, m0 + rows) - m0;
-    T* col = scratch<T>(thread, Slot::columns, G::patch * count);
-    im2col_tile<G>(x, first, count, col, count);
+    const auto [col, ld] = detail::columns<G>(x, first, count, thread);
     T* out = scratch<T>(thread, Slot::tile, m * count);
     detail::RowMap<T> product(out, m, count);
-    product.noalias() = detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) * detail::ConstRowMap<T>(col, G::patch, count);
+    product.noalias() = detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
+                        detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
     if (bias) product.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias + m0, m);
     scatter_tile(out, count, M * G::positions, G::positions, m, first, count, y + m0 * G::positions);
   });
@@ -74,10 +90,9 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       const std::size_t count = std::min(tc, n1 * G::positions - first);
       T* grad_out = scratch<T>(thread, Slot::tile, M * count);
       gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
-      T* col = scratch<T>(thread, Slot::columns, G::patch * count);
-      im2col_tile<G>(x, first, count, col, count);
+      const auto [col, ld] = detail::columns<G>(x, first, count, thread);
       const detail::ConstRowMap<T> g(grad_out, M, count);
-      grad_w.noalias() += g * detail::ConstRowMap<T>(col, G::patch, count).transpose();
+      grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
       if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
       if (!dx) continue;
       T* dcol = scratch<T>(thread, Slot::gradient, G::patch * count);
