@@ -23,12 +23,20 @@ ensure_packages() {
   fi
 }
 
-# configure_and_build BUILD_DIR [cmake args...]: a Release build with ccache when present.
-configure_and_build() {
+# configure BUILD_DIR [cmake args...]: a Release build tree, compiled through ccache when present.
+configure() {
   local dir="$1"
   shift
   local launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S "$CTNN_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" "$@" >/dev/null
-  cmake --build "$dir" -j "$(nproc)"
+}
+
+# build BUILD_DIR [targets...]: builds the targets (all when none are named) on every core.
+build() {
+  local dir="$1"
+  shift
+  local targets=()
+  [ $# -gt 0 ] && targets=(--target "$@")
+  cmake --build "$dir" -j "$(nproc)" "${targets[@]}"
 }
