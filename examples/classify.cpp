@@ -33,9 +33,9 @@ int main(int argc, char** argv) {
     int width = 0, height = 0, channels = 0;
     std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load(image_path.c_str(), &width, &height, &channels, 1),
                                                             stbi_image_free);
-    if (!pixels) throw std::runtime_error(image_path + ": cannot read the image (" + stbi_failure_reason() + ")");
+    if (!pixels) throw ctnn::io_error(image_path + ": cannot read the image (" + stbi_failure_reason() + ")");
     if (width != 28 || height != 28)
-      throw std::runtime_error(image_path + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
+      throw ctnn::io_error(image_path + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
                                " but the network takes 28x28 grayscale images");
     const ctnn::SafetensorsFile file = ctnn::read_safetensors(examples::checkpoint_file(checkpoint));
     const std::string name = examples::model_of(file, model_name);
@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
       for (int k = 0; k < 3; ++k) std::printf("  %d  %.4f\n", order[k], probabilities.data()[order[k]]);
       return 0;
     });
+  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
+    std::fprintf(stderr, "classify: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "classify: %s\n", e.what());
     return 1;

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
       examples::print_class_accuracy(e);
       return 0;
     });
+  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
+    std::fprintf(stderr, "evaluate: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "evaluate: %s\n", e.what());
     return 1;

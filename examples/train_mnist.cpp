@@ -431,6 +431,9 @@ int main(int argc, char** argv) {
     ctnn::set_num_threads(std::size_t(o.threads));
     std::signal(SIGINT, on_interrupt);
     return examples::with_model(o.model, [&]<class Description>() { return train<Description>(o); });
+  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
+    std::fprintf(stderr, "train_mnist: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_mnist: %s\n", e.what());
     return 1;
