@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ctnn/module.hpp"
+#include "ctnn/threads.hpp"
 
 namespace ctnn {
 
@@ -43,11 +44,12 @@ struct MaxPool2d {
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
       argmax_.resize(y.value_count());
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        for (int c = 0; c < In::channels; ++c) {
-          const T* in = x.image(n) + c * In::plane;
-          T* out = y.image(n) + c * output_shape::plane;
-          int* arg = argmax_.data() + n * output_shape::size + c * output_shape::plane;
+      // One task per image and channel plane.
+      parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
+        const T* in = x.data() + plane * In::plane;
+        T* out = y.data() + plane * output_shape::plane;
+        int* arg = argmax_.data() + plane * output_shape::plane;
+        {
           for (int oy = 0; oy < output_shape::height; ++oy) {
             for (int ox = 0; ox < output_shape::width; ++ox) {
               T best = -std::numeric_limits<T>::infinity();
@@ -70,22 +72,20 @@ struct MaxPool2d {
             }
           }
         }
-      }
+      });
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
       if (!dx) return;
       dx->resize(x.batch_size());
-      dx->set_zero();
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        for (int c = 0; c < In::channels; ++c) {
-          T* out = dx->image(n) + c * In::plane;
-          const T* g = dy.image(n) + c * output_shape::plane;
-          const int* arg = argmax_.data() + n * output_shape::size + c * output_shape::plane;
-          for (std::size_t i = 0; i < output_shape::plane; ++i) out[arg[i]] += g[i];
-        }
-      }
+      parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
+        T* out = dx->data() + plane * In::plane;
+        const T* g = dy.data() + plane * output_shape::plane;
+        const int* arg = argmax_.data() + plane * output_shape::plane;
+        std::fill_n(out, In::plane, T(0));
+        for (std::size_t i = 0; i < output_shape::plane; ++i) out[arg[i]] += g[i];
+      });
     }
 
     template <class F>
@@ -127,28 +127,24 @@ struct AvgPool2d {
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        for (int c = 0; c < In::channels; ++c) {
-          const T* in = x.image(n) + c * In::plane;
-          T* out = y.image(n) + c * output_shape::plane;
-          for_each_window([&](int o, int i) { out[o] += in[i]; }, [&](int o) { out[o] = T(0); },
-                          [&](int o) { out[o] /= divisor; });
-        }
-      }
+      parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
+        const T* in = x.data() + plane * In::plane;
+        T* out = y.data() + plane * output_shape::plane;
+        for_each_window([&](int o, int i) { out[o] += in[i]; }, [&](int o) { out[o] = T(0); },
+                        [&](int o) { out[o] /= divisor; });
+      });
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
       if (!dx) return;
       dx->resize(x.batch_size());
-      dx->set_zero();
-      for (std::size_t n = 0; n < x.batch_size(); ++n) {
-        for (int c = 0; c < In::channels; ++c) {
-          T* out = dx->image(n) + c * In::plane;
-          const T* g = dy.image(n) + c * output_shape::plane;
-          for_each_window([&](int o, int i) { out[i] += g[o] / divisor; }, [](int) {}, [](int) {});
-        }
-      }
+      parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
+        T* out = dx->data() + plane * In::plane;
+        const T* g = dy.data() + plane * output_shape::plane;
+        std::fill_n(out, In::plane, T(0));
+        for_each_window([&](int o, int i) { out[i] += g[o] / divisor; }, [](int) {}, [](int) {});
+      });
     }
 
     template <class F>
