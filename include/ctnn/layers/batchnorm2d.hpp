@@ -56,7 +56,7 @@ struct BatchNorm2d {
           const T m = T(mean);
           double squares = 0;
           for_each_plane(x, c, [&](const T* p) {
-            squares += kernels::lane_sum<T>(plane, [&](std::size_t i) { return (p[i] - m) * (p[i] - m); });
+            squares += kernels::lane_sum<T>(plane, [&](std::size_t i) { return (double(p[i]) - mean) * (double(p[i]) - mean); });
           });
           const double var = squares / double(count);
           mean_[c] = m;
@@ -90,7 +90,7 @@ struct BatchNorm2d {
           const T* in = x.image(n) + c * plane;
           const T* g = dy.image(n) + c * plane;
           sum_dy += kernels::lane_sum<T>(plane, [&](std::size_t i) { return g[i]; });
-          sum_dy_centered += kernels::lane_sum<T>(plane, [&](std::size_t i) { return g[i] * (in[i] - mean); });
+          sum_dy_centered += kernels::lane_sum<T>(plane, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
         }
         const double sum_dy_xhat = sum_dy_centered * double(inv_std_[c]);
         weight.grad[c] += T(sum_dy_xhat);
