@@ -89,7 +89,15 @@ struct Position {
   std::size_t batch = 0;       // next batch within the epoch
   std::int64_t iteration = 0;  // optimizer steps so far
   std::string shuffle_state;   // the shuffle generator at the start of `epoch`
+  double loss_sum = 0;         // training losses since the last evaluation (for the curve's mean)
+  std::size_t loss_count = 0;
 };
+
+std::string exact(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", v);
+  return buf;
+}
 
 std::unique_ptr<ctnn::Optimizer<float>> make_optimizer(const Options& o, std::vector<ctnn::NamedParameter<float>> params) {
   if (o.optimizer == "sgd")
@@ -180,6 +188,7 @@ void save_training_state(const fs::path& dir, M& model, ctnn::Optimizer<float>& 
       {"ctnn.run", run_definition(o).dump()},         {"ctnn.optimizer", optimizer.kind()},
       {"ctnn.epoch", std::to_string(at.epoch)},        {"ctnn.batch", std::to_string(at.batch)},
       {"ctnn.iteration", std::to_string(at.iteration)}, {"ctnn.shuffle_state", at.shuffle_state},
+      {"ctnn.loss_sum", exact(at.loss_sum)},            {"ctnn.loss_count", std::to_string(at.loss_count)},
       {"ctnn.curves", curves_csv(curve)}};
   ctnn::write_safetensors(dir / "training_state.safetensors", entries, metadata);
   ctnn::save(model, dir / "model.safetensors",
@@ -223,7 +232,8 @@ void load_training_state(const fs::path& dir, M& model, ctnn::Optimizer<float>& 
   });
   if (!problems.empty()) throw std::runtime_error(path.string() + ": " + problems.front());
   Position restored{std::stoi(meta("ctnn.epoch")), std::stoul(meta("ctnn.batch")), std::stoll(meta("ctnn.iteration")),
-                    meta("ctnn.shuffle_state")};
+                    meta("ctnn.shuffle_state"), std::strtod(meta("ctnn.loss_sum").c_str(), nullptr),
+                    std::stoul(meta("ctnn.loss_count"))};
   std::vector<CurvePoint> restored_curve = parse_curves_csv(meta("ctnn.curves"));
 
   ctnn::load(model, model_part);  // strict; throws before assigning anything
@@ -282,8 +292,6 @@ int train(const Options& o) {
   typename M::Input images;
   typename M::Output grad;
   std::vector<int> labels;
-  double loss_sum = 0;
-  std::size_t loss_count = 0;
   std::int64_t last_saved = -1;
   auto checkpoint = [&] {
     save_training_state(out, model, *optimizer, at, o, curve);
@@ -291,12 +299,12 @@ int train(const Options& o) {
   };
   auto evaluate_now = [&] {
     const examples::Evaluation e = examples::evaluate(model, sets.test, o.eval_batch_size, test_count);
-    const double train_loss = loss_count ? loss_sum / double(loss_count) : NAN;
+    const double train_loss = at.loss_count ? at.loss_sum / double(at.loss_count) : NAN;
     const int epoch = std::min(at.epoch, o.epochs - 1) + 1;  // the final evaluation belongs to the last epoch
     curve.push_back({at.iteration, epoch, optimizer->lr(), train_loss, e.loss, e.accuracy});
     progress.log("Epoch: %d | iteration %lld | train loss %.4f | test loss %.4f | test accuracy %.4f\n", epoch,
                  (long long)at.iteration, train_loss, e.loss, e.accuracy);
-    loss_sum = 0, loss_count = 0;
+    at.loss_sum = 0, at.loss_count = 0;
     return e;
   };
 
@@ -325,7 +333,7 @@ int train(const Options& o) {
       model.backward(grad);
       optimizer->step();
       ++at.iteration;
-      loss_sum += loss, ++loss_count, images_seen += n;
+      at.loss_sum += loss, ++at.loss_count, images_seen += n;
       progress.update(at.batch + 1, images_seen, loss);
 
       const bool evaluate_here = o.eval_every && at.batch % o.eval_every == 0;
