@@ -49,4 +49,22 @@ void describe_leaf(F&& f, const std::string& name, std::string description) {
              M::multiply_adds});
 }
 
+/// Base of a layer module without parameters or buffers (ReLU, pooling, Flatten, ...): nothing to
+/// visit, initialise or count, and one summary row showing Description::repr().
+template <class Description, ShapeType In, ShapeType Out>
+struct StatelessModule {
+  using input_shape = In;
+  using output_shape = Out;
+  static constexpr std::size_t parameter_count = 0;
+  static constexpr std::size_t multiply_adds = 0;
+
+  template <class F>
+  void visit(F&&, const std::string&) {}
+  void initialize(Rng&) {}
+  template <class F>
+  static void describe(F&& f, const std::string& name) {
+    f(LayerRow{name, Description::repr(), shape_string<Out>(), 0, 0});
+  }
+};
+
 }  // namespace ctnn

@@ -12,12 +12,9 @@ struct Flatten {
   static std::string repr() { return "Flatten(start_dim=1, end_dim=-1)"; }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<Flatten, In, Flattened<In>> {
    public:
-    using input_shape = In;
     using output_shape = Flattened<In>;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -30,13 +27,6 @@ struct Flatten {
       dx->matrix() = dy.matrix();
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
-    template <class F>
-    static void describe(F&& f, const std::string& name) {
-      describe_leaf<Module>(f, name, repr());
-    }
   };
 };
 

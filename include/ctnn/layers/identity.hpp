@@ -12,12 +12,9 @@ struct Identity {
   static std::string repr() { return "Identity()"; }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<Identity, In, In> {
    public:
-    using input_shape = In;
     using output_shape = In;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
 
     void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -29,9 +26,7 @@ struct Identity {
       dx->matrix() = dy.matrix();
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
+    // A shortcut that does nothing gets no summary row (PyTorch's empty nn.Sequential() has none).
     template <class F>
     static void describe(F&&, const std::string&) {}
   };

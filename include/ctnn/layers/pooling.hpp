@@ -13,6 +13,10 @@ template <int Kernel, int Stride, int Padding>
 constexpr bool window_fits(int height, int width) {
   return Kernel <= height + 2 * Padding && Kernel <= width + 2 * Padding;
 }
+// The output shape of a K×K window with stride S and padding P over In.
+template <ShapeType In, int Kernel, int Stride, int Padding>
+using Pooled = Shape<In::channels, window_output_size(In::height, Kernel, Stride, Padding),
+                     window_output_size(In::width, Kernel, Stride, Padding)>;
 inline std::string pool_repr(const char* name, int k, int s, int p) {
   return std::string(name) + "(kernel_size=" + std::to_string(k) + ", stride=" + std::to_string(s) +
          ", padding=" + std::to_string(p) + ")";
@@ -30,16 +34,12 @@ struct MaxPool2d {
   static std::string repr() { return detail::pool_repr("MaxPool2d", Kernel, Stride, Padding); }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<MaxPool2d, In, detail::Pooled<In, Kernel, Stride, Padding>> {
     static_assert(detail::window_fits<Kernel, Stride, Padding>(In::height, In::width),
                   "MaxPool2d: kernel larger than padded input");
 
    public:
-    using input_shape = In;
-    using output_shape = Shape<In::channels, window_output_size(In::height, Kernel, Stride, Padding),
-                               window_output_size(In::width, Kernel, Stride, Padding)>;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
+    using output_shape = detail::Pooled<In, Kernel, Stride, Padding>;
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -88,13 +88,6 @@ struct MaxPool2d {
       });
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
-    template <class F>
-    static void describe(F&& f, const std::string& name) {
-      describe_leaf<Module>(f, name, repr());
-    }
 
    private:
     std::vector<int> argmax_;  // per output value: the input offset within its plane
@@ -112,18 +105,14 @@ struct AvgPool2d {
   static std::string repr() { return detail::pool_repr("AvgPool2d", Kernel, Stride, Padding); }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<AvgPool2d, In, detail::Pooled<In, Kernel, Stride, Padding>> {
     static_assert(detail::window_fits<Kernel, Stride, Padding>(In::height, In::width),
                   "AvgPool2d: kernel larger than padded input");
     // Floor mode keeps every window inside the padded input, so each divides by K·K.
     static constexpr T divisor = T(Kernel * Kernel);
 
    public:
-    using input_shape = In;
-    using output_shape = Shape<In::channels, window_output_size(In::height, Kernel, Stride, Padding),
-                               window_output_size(In::width, Kernel, Stride, Padding)>;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
+    using output_shape = detail::Pooled<In, Kernel, Stride, Padding>;
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -147,13 +136,6 @@ struct AvgPool2d {
       });
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
-    template <class F>
-    static void describe(F&& f, const std::string& name) {
-      describe_leaf<Module>(f, name, repr());
-    }
 
    private:
     // Calls start(o), then pair(o, i) for every in-bounds input i of output o's window, then finish(o).
@@ -184,12 +166,9 @@ struct GlobalAvgPool2d {
   static std::string repr() { return "AdaptiveAvgPool2d(output_size=(1, 1))"; }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<GlobalAvgPool2d, In, Shape<In::channels, 1, 1>> {
    public:
-    using input_shape = In;
     using output_shape = Shape<In::channels, 1, 1>;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -211,13 +190,6 @@ struct GlobalAvgPool2d {
       }
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
-    template <class F>
-    static void describe(F&& f, const std::string& name) {
-      describe_leaf<Module>(f, name, repr());
-    }
   };
 };
 

@@ -13,12 +13,9 @@ struct ReLU {
   static std::string repr() { return "ReLU()"; }
 
   template <ShapeType In, class T>
-  class Module {
+  class Module : public StatelessModule<ReLU, In, In> {
    public:
-    using input_shape = In;
     using output_shape = In;
-    static constexpr std::size_t parameter_count = 0;
-    static constexpr std::size_t multiply_adds = 0;
 
     void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode) {
       y.resize(x.batch_size());
@@ -35,13 +32,6 @@ struct ReLU {
       });
     }
 
-    template <class F>
-    void visit(F&&, const std::string&) {}
-    void initialize(Rng&) {}
-    template <class F>
-    static void describe(F&& f, const std::string& name) {
-      describe_leaf<Module>(f, name, repr());
-    }
   };
 };
 
