@@ -496,6 +496,12 @@ BOOST_AUTO_TEST_CASE(hostile_headers_are_rejected_with_clear_messages) {
   check(raw_file(R"({"__metadata__":[1]})", 0), {"__metadata__"}, "metadata not an object");
   check(raw_file("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", 0), {"nests deeper"},
         "deep nesting");
+  {
+    std::string zeros = "0";
+    for (int i = 0; i < 5000; ++i) zeros += ",0";
+    check(raw_file(R"({"a":{"dtype":"F32","shape":[)" + zeros + R"(],"data_offsets":[0,0]}})", 0),
+          {"more than 1024 elements"}, "absurd rank");
+  }
 
   // Not files at all.
   expect_error([&] { read_safetensors(scratch / "absent.safetensors"); }, {"absent.safetensors", "cannot open"},

@@ -159,7 +159,8 @@ namespace detail {
 /// Headers above this size are refused before anything is allocated for them (the reference
 /// implementation uses the same bound).
 inline constexpr std::uint64_t max_header_size = 100'000'000;
-inline constexpr int max_header_depth = 8;  // a valid header nests 3 deep
+inline constexpr int max_header_depth = 8;              // a valid header nests 3 deep
+inline constexpr std::size_t max_array_length = 1024;  // shapes have a handful of dimensions
 
 // Where one tensor lives in the data section, as the header claims and the checks accepted.
 struct TensorLayout {
@@ -215,18 +216,32 @@ inline std::vector<std::int64_t> parse_dims(const nlohmann::json& j, const std::
 inline Header parse_header(std::string_view text, std::uint64_t data_size, const std::string& source) {
   using json = nlohmann::json;
   // nlohmann keeps the last of duplicate keys silently; a file naming a tensor twice is ambiguous,
-  // so the parse callback tracks the keys of every open object and refuses repeats.
-  std::vector<std::set<std::string>> open_objects;
+  // so the parse callback tracks the keys of every open object and refuses repeats. It also caps
+  // array lengths: only shapes and offsets are arrays, and a 100 MB list of zeros would otherwise
+  // cost gigabytes as a JSON tree before any check could see it.
+  struct Open {
+    bool array;
+    std::size_t elements = 0;
+    std::set<std::string> keys;
+  };
+  std::vector<Open> open;
+  auto count_element = [&] {
+    if (!open.empty() && open.back().array && ++open.back().elements > max_array_length)
+      throw header_error(source, "a list has more than " + std::to_string(max_array_length) +
+                                     " elements (a shape of that rank is not plausible)");
+  };
   json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth > max_header_depth) throw header_error(source, "JSON nests deeper than a safetensors header can");
     switch (event) {
-      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
-      case json::parse_event_t::object_end: open_objects.pop_back(); break;
+      case json::parse_event_t::object_start: count_element(); open.push_back(Open{false, 0, {}}); break;
+      case json::parse_event_t::array_start: count_element(); open.push_back(Open{true, 0, {}}); break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end: open.pop_back(); break;
+      case json::parse_event_t::value: count_element(); break;
       case json::parse_event_t::key:
-        if (!open_objects.back().insert(parsed.get<std::string>()).second)
+        if (!open.back().keys.insert(parsed.get<std::string>()).second)
           throw header_error(source, "key '" + parsed.get<std::string>() + "' appears twice");
         break;
-      default: break;
     }
     return true;
   };
