@@ -267,6 +267,50 @@ BOOST_AUTO_TEST_CASE(save_then_load_restores_the_exact_state) {
   BOOST_TEST(scratch.listing() == std::vector<std::string>{"mnist.safetensors"});
 }
 
+// What PyTorch's load_state_dict(strict=True) needs of a ctnn checkpoint: the same keys, shapes
+// and dtypes as the state_dict PyTorch itself saves (tools/check_ctnn_checkpoint.py does the real
+// load where torch is installed; CI checks the layout against files PyTorch wrote).
+BOOST_AUTO_TEST_CASE(saved_checkpoints_have_pytorchs_layout) {
+  Scratch scratch;
+  {
+    Mnist model(3);
+    save(model, scratch / "mnist.safetensors");
+    const SafetensorsFile ours = read_safetensors(scratch / "mnist.safetensors");
+    const SafetensorsFile theirs =
+        read_safetensors(std::string(CTNN_FIXTURES_DIR) + "/parity/pytorch_saved_mnist.safetensors");
+    BOOST_REQUIRE_EQUAL(ours.tensors.size(), theirs.tensors.size());
+    for (std::size_t i = 0; i < ours.tensors.size(); ++i) {
+      const TensorEntry &a = ours.tensors[i], &b = theirs.tensors[i];
+      BOOST_TEST(a.name == b.name);
+      BOOST_TEST(a.shape == b.shape, a.name);
+      BOOST_TEST((a.dtype == b.dtype), a.name << ": " << dtype_name(a.dtype) << " vs " << dtype_name(b.dtype));
+    }
+  }
+  {
+    Model<ResNet18<>, Shape<3, 224, 224>> model(3);
+    save(model, scratch / "resnet18.safetensors");
+    const SafetensorsFile ours = read_safetensors(scratch / "resnet18.safetensors");
+    std::ifstream keys(std::string(CTNN_FIXTURES_DIR) + "/keys/resnet18.txt");
+    std::string line;
+    std::size_t i = 0;
+    while (std::getline(keys, line)) {
+      BOOST_REQUIRE_LT(i, ours.tensors.size());
+      const TensorEntry& t = ours.tensors[i++];
+      const std::string name = line.substr(0, line.find('\t'));
+      std::string dims;
+      for (std::size_t d = 0; d < t.shape.size(); ++d) {
+        if (d) dims += ',';
+        dims += std::to_string(t.shape[d]);
+      }
+      BOOST_TEST(t.name == name);
+      BOOST_TEST(line.substr(line.find('\t') + 1) == dims, name);
+      BOOST_TEST((t.dtype == (name.ends_with("num_batches_tracked") ? Dtype::I64 : Dtype::F32)), name);
+    }
+    BOOST_TEST(i == ours.tensors.size());
+    BOOST_TEST(i == 122u);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(load_converts_f64_f16_and_bf16) {
   Scratch scratch;
   Mnist a(1);

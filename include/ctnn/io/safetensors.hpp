@@ -93,7 +93,10 @@ inline std::optional<Dtype> dtype_from_name(std::string_view name) {
 /// "[2, 3]" (and "[]" for a 0-d tensor), for messages.
 inline std::string dims_string(std::span<const std::int64_t> shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
   return s + "]";
 }
 
