@@ -13,11 +13,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 printf "%-10s %10s %14s   (%s, %s runs, median)\n" network "wall (s)" "peak RSS (MiB)" "$($cxx --version | head -1)" "$runs"
-for net in resnet50 resnet152; do
+for net in ResNet50 ResNet152; do
   walls=() rss=()
   for ((i = 0; i < runs; i++)); do
     /usr/bin/time -v -o "$out/time.txt" "$cxx" -std=c++20 -O2 -march=native -I"$root/include" $eigen \
-      "$root/bench/compile_cost/$net.cpp" -o "$out/$net"
+      -DCTNN_NET="$net" "$root/bench/compile_cost/resnet.cpp" -o "$out/$net"
     walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + t[j]; print s}' "$out/time.txt")")
     rss+=("$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$out/time.txt")")
   done

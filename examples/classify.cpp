@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "support/checkpoint_model.hpp"
+#include "support/errors.hpp"
 #include "support/models.hpp"
 
 int main(int argc, char** argv) {
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
+  return examples::report_errors("classify", [&] {
     int width = 0, height = 0, channels = 0;
     std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load(image_path.c_str(), &width, &height, &channels, 1),
                                                             stbi_image_free);
@@ -55,11 +56,5 @@ int main(int argc, char** argv) {
       for (int k = 0; k < 3; ++k) std::printf("  %d  %.4f\n", order[k], probabilities.data()[order[k]]);
       return 0;
     });
-  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
-    std::fprintf(stderr, "classify: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "classify: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -10,6 +10,7 @@
 
 #include "support/checkpoint_model.hpp"
 #include "support/evaluation.hpp"
+#include "support/errors.hpp"
 #include "support/models.hpp"
 
 int main(int argc, char** argv) {
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
+  return examples::report_errors("evaluate", [&] {
     ctnn::set_num_threads(std::size_t(threads));
     const ctnn::SafetensorsFile file = ctnn::read_safetensors(examples::checkpoint_file(checkpoint));
     const std::string name = examples::model_of(file, model_name);
@@ -45,11 +46,5 @@ int main(int argc, char** argv) {
       examples::print_class_accuracy(e);
       return 0;
     });
-  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
-    std::fprintf(stderr, "evaluate: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "evaluate: %s\n", e.what());
-    return 1;
-  }
+  });
 }

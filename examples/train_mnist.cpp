@@ -20,6 +20,7 @@
 
 #include "support/chart.hpp"
 #include "support/evaluation.hpp"
+#include "support/errors.hpp"
 #include "support/models.hpp"
 #include "support/progress.hpp"
 #include <ctnn/threads.hpp>
@@ -407,7 +408,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : exit_bad_usage;
   }
 
-  try {
+  return examples::report_errors("train_mnist", [&] {
     if (!o.resume.empty()) {
       // The saved run definition wins; a flag that contradicts it is a mistake, not a new run.
       const nlohmann::json saved = saved_run(o.resume);
@@ -439,11 +440,5 @@ int main(int argc, char** argv) {
     ctnn::set_num_threads(std::size_t(o.threads));
     std::signal(SIGINT, on_interrupt);
     return examples::with_model(o.model, [&]<class Description>() { return train<Description>(o); });
-  } catch (const ctnn::io_error& e) {  // a missing, unreadable or malformed input file
-    std::fprintf(stderr, "train_mnist: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_mnist: %s\n", e.what());
-    return 1;
-  }
+  });
 }

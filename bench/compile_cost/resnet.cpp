@@ -1,9 +1,14 @@
-// Compile-cost probe: instantiates forward and backward of ResNet152 at 3×224×224.
+// Compile-cost probe: instantiates forward and backward of CTNN_NET (e.g. -DCTNN_NET=ResNet152)
+// at 3×224×224, as a program using that network would.
 #include <ctnn/ctnn.hpp>
 
 #include <cstdio>
 
-using Net = ctnn::Model<ctnn::ResNet152<>, ctnn::Shape<3, 224, 224>>;
+#ifndef CTNN_NET
+#error "compile with -DCTNN_NET=ResNet50 (or another alias)"
+#endif
+
+using Net = ctnn::Model<ctnn::CTNN_NET<>, ctnn::Shape<3, 224, 224>>;
 
 int main() {
   Net model(1);
