@@ -38,12 +38,8 @@ int main(int argc, char** argv) {
     if (width != 28 || height != 28)
       throw ctnn::io_error(image_path + ": the image is " + std::to_string(width) + "x" + std::to_string(height) +
                                " but the network takes 28x28 grayscale images");
-    const ctnn::SafetensorsFile file = ctnn::read_safetensors(examples::checkpoint_file(checkpoint));
-    const std::string name = examples::model_of(file, model_name);
-    return examples::with_model(name, [&]<class Description>() {
-      using M = ctnn::Model<Description, examples::MnistImage>;
-      M model;
-      ctnn::load(model, file);
+    return examples::with_checkpoint_model(checkpoint, model_name, [&](auto& model, const std::string& name) {
+      using M = std::decay_t<decltype(model)>;
       typename M::Input x(1);
       for (int i = 0; i < 28 * 28; ++i) x.data()[i] = float(invert ? 255 - pixels.get()[i] : pixels.get()[i]) / 255.0f;
       typename M::Output probabilities;

@@ -33,15 +33,10 @@ int main(int argc, char** argv) {
   }
   return examples::report_errors("evaluate", [&] {
     ctnn::set_num_threads(std::size_t(threads));
-    const ctnn::SafetensorsFile file = ctnn::read_safetensors(examples::checkpoint_file(checkpoint));
-    const std::string name = examples::model_of(file, model_name);
-    return examples::with_model(name, [&]<class Description>() {
-      using M = ctnn::Model<Description, examples::MnistImage>;
-      M model;
-      ctnn::load(model, file);
+    return examples::with_checkpoint_model(checkpoint, model_name, [&](auto& model, const std::string& name) {
       const auto test = ctnn::load_mnist_directory<examples::MnistImage>(data, 10).test;
       const examples::Evaluation e = examples::evaluate(model, test, batch, limit);
-      std::printf("%s: %s on %zu test images of %s\n", file.source.c_str(), name.c_str(), e.predictions.size(), data.c_str());
+      std::printf("%s: %s on %zu test images of %s\n", examples::checkpoint_file(checkpoint).c_str(), name.c_str(), e.predictions.size(), data.c_str());
       std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
       examples::print_class_accuracy(e);
       return 0;
