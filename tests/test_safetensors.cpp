@@ -643,3 +643,27 @@ BOOST_AUTO_TEST_CASE(atomic_file_writes_text_and_bytes) {
   BOOST_TEST(std::string(kept.begin(), kept.end()) == "epoch,loss\n1,0.5\n");
   BOOST_TEST(scratch.listing() == std::vector<std::string>{"table.csv"});
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing regressions: inputs in tests/fixtures/fuzz_regressions/ (see its README.md)
+// ---------------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(fuzz_regression_u64_counter_beyond_int64) {
+  // A U64 num_batches_tracked above INT64_MAX made even a non-strict load throw, where it must
+  // report the tensor as mismatched and load the rest.
+  const fs::path path = fs::path(CTNN_FIXTURES_DIR) / "fuzz_regressions" / "u64_counter_beyond_int64.safetensors";
+  Mnist model(1);
+  const Snapshot before = snapshot(model);
+  const LoadReport report = load(model, path, LoadOptions{.strict = false});
+  BOOST_TEST(report.mismatched == std::vector<std::string>{"conv1.1.num_batches_tracked"});
+  BOOST_TEST(report.loaded.empty());
+  BOOST_TEST(std::count_if(report.problems.begin(), report.problems.end(), [](const std::string& p) {
+               return p.find("'conv1.1.num_batches_tracked': U64 value 18446744073709551615 does not fit") !=
+                      std::string::npos;
+             }) == 1);
+  BOOST_TEST((snapshot(model) == before));
+  expect_error([&] { load(model, path); },
+               {path.string(), "1 mismatched", "'conv1.1.num_batches_tracked': U64 value 18446744073709551615"},
+               "strict load");
+  BOOST_TEST((snapshot(model) == before));
+}

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <span>
 #include <string>
@@ -131,6 +132,17 @@ LoadReport load(Model<Description, In, T>& model, const SafetensorsFile& file, L
       return;
     }
     if constexpr (is_counter) {
+      // Any integer dtype will do, but a U64 count above INT64_MAX has no int64 value: the tensor
+      // is as unusable as one of a wrong dtype, so a non-strict load reports it instead of throwing.
+      if (t.dtype == Dtype::U64) {
+        const auto value = detail::load_le<std::uint64_t>(t.bytes.data());
+        if (value > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
+          report.mismatched.push_back(name);
+          report.problems.push_back("tensor '" + name + "': U64 value " + std::to_string(value) +
+                                    " does not fit the model's int64 counter");
+          return;
+        }
+      }
       stage.count = as_int64(t).at(0);
     } else {
       stage.floats.resize(entry.value.size());
