@@ -71,7 +71,7 @@ def idx_seeds():
     return {name: bytes([mode]) + data for name, (mode, data) in seeds.items()}
 
 
-DTYPE = {"F32": "<f", "F64": "<d", "F16": "<e", "I64": "<q", "U8": "<B", "I32": "<i"}
+DTYPE = {"F32": "<f", "F64": "<d", "F16": "<e", "I64": "<q", "U64": "<Q", "U8": "<B", "I32": "<i"}
 
 
 def safetensors(tensors, metadata=None, pad=True):
@@ -122,6 +122,7 @@ def safetensors_seeds():
         "tiny_missing_fc_bias": safetensors(tiny[:-1]),
         "tiny_extra_tensor": safetensors(tiny + [("extra", "I32", [2], [1, 2])]),
         "tiny_wrong_shape": safetensors([("conv.weight", "F32", [2, 9], ramp(18))] + tiny[1:]),
+        "tiny_u64_counter": safetensors(tiny[:5] + [("bn.num_batches_tracked", "U64", [], [7])] + tiny[6:]),
         "tiny_float_counter": safetensors(tiny[:5] + [("bn.num_batches_tracked", "F32", [], [7.0])] + tiny[6:]),
         "mnist_conv1_only": safetensors([("conv1.0.weight", "F32", [16, 1, 3, 3], ramp(144))], with_metadata),
         "mnist_bn_counter": safetensors([("conv1.1.num_batches_tracked", "I64", [], [3])]),
