@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 using namespace ctnn;
@@ -217,6 +218,30 @@ BOOST_AUTO_TEST_CASE(sgd_steps_lower_the_mnist_loss_on_a_fixed_batch) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(non_finite_inputs_are_rejected_by_position_and_change_nothing) {
+  Mnist model(1);
+  Mnist::Input x(3);
+  for (std::size_t i = 0; i < x.value_count(); ++i) x.data()[i] = float(i % 7) / 7.0f;
+  const float first_logit = model.forward(x, Mode::eval).at(0, 0, 0, 0);
+  auto expect_rejection = [&](float bad, std::size_t image, int row, int column, const std::string& what) {
+    Mnist::Input poisoned = x;
+    poisoned.at(image, 0, row, column) = bad;
+    std::string message;
+    try {
+      model.forward(poisoned, Mode::train);
+    } catch (const std::invalid_argument& e) {
+      message = e.what();
+    }
+    const std::string where = "input image " + std::to_string(image) + " holds " + what + " at channel 0, row " +
+                              std::to_string(row) + ", column " + std::to_string(column);
+    BOOST_TEST(message.find(where) != std::string::npos, "'" << message << "' should contain '" << where << "'");
+  };
+  expect_rejection(std::numeric_limits<float>::quiet_NaN(), 1, 5, 7, "NaN");
+  expect_rejection(-std::numeric_limits<float>::infinity(), 2, 27, 0, "an infinite value");
+  // The rejected train-mode forward updated no BatchNorm statistics.
+  BOOST_TEST(model.forward(x, Mode::eval).at(0, 0, 0, 0) == first_logit);
+}
 
 BOOST_AUTO_TEST_CASE(summary_lists_every_layer_with_its_shape_and_counts) {
   std::ostringstream out;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -67,9 +68,11 @@ class Model {
   }
 
   /// Runs the network; the result stays valid until the next forward. `x` must stay alive and
-  /// unchanged until backward() when training.
+  /// unchanged until backward() when training. Throws std::invalid_argument on an empty batch or
+  /// an input holding NaN or Inf (naming the image, channel, row and column).
   const Output& forward(const Input& x, Mode mode = Mode::eval) {
     if (x.batch_size() == 0) throw std::invalid_argument("Model::forward: empty batch");
+    reject_non_finite(x);
     network_->forward(x, output_, mode);
     input_ = &x;
     return output_;
@@ -115,6 +118,20 @@ class Model {
   const network_type& network() const { return *network_; }
 
  private:
+  // NaN or Inf in an input would silently poison every activation (and, in training, every weight);
+  // one pass over the input costs nothing next to the first convolution.
+  static void reject_non_finite(const Input& x) {
+    const auto values = x.values();
+    const auto bad = std::find_if(values.begin(), values.end(), [](T v) { return !std::isfinite(v); });
+    if (bad == values.end()) return;
+    const std::size_t at = std::size_t(bad - values.begin()), plane = std::size_t(InputShape::height) * InputShape::width;
+    const std::size_t image = at / InputShape::size, channel = at % InputShape::size / plane, pixel = at % plane;
+    throw std::invalid_argument("Model::forward: input image " + std::to_string(image) + " holds " +
+                                (std::isnan(*bad) ? "NaN" : "an infinite value") + " at channel " +
+                                std::to_string(channel) + ", row " + std::to_string(pixel / InputShape::width) + ", column " +
+                                std::to_string(pixel % InputShape::width));
+  }
+
   std::unique_ptr<network_type> network_;
   Output output_;
   const Input* input_ = nullptr;
