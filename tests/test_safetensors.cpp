@@ -9,12 +9,15 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 
 using namespace ctnn;
 namespace fs = std::filesystem;
@@ -392,6 +395,32 @@ BOOST_AUTO_TEST_CASE(strict_load_rejects_mismatches_and_leaves_the_model_untouch
     find(entries, "conv1.1.num_batches_tracked")->shape = {1};
     attempt(entries, {"'conv1.1.num_batches_tracked'", "[1]", "[]"}, "1-d counter");
   }
+  {  // NaN in a weight: a save from a diverged run must not silently replace good weights
+    auto entries = entries_of(source);
+    std::vector<float> values = as_float(*find(entries, "layer2.0.left.0.weight"));
+    values[37] = std::numeric_limits<float>::quiet_NaN();
+    *find(entries, "layer2.0.left.0.weight") =
+        make_tensor<float>("layer2.0.left.0.weight", find(entries, "layer2.0.left.0.weight")->shape, values, Dtype::F32);
+    attempt(entries, {"'layer2.0.left.0.weight'", "NaN", "element 37"}, "NaN weight");
+  }
+  {  // Inf in a BatchNorm buffer, in a half-precision file
+    auto entries = entries_of(source);
+    std::vector<float> values = as_float(*find(entries, "layer3.1.left.4.running_var"));
+    values.back() = std::numeric_limits<float>::infinity();
+    *find(entries, "layer3.1.left.4.running_var") =
+        make_tensor<float>("layer3.1.left.4.running_var", {std::int64_t(values.size())}, values, Dtype::F16);
+    const std::string last = "element " + std::to_string(values.size() - 1);
+    attempt(entries, {"'layer3.1.left.4.running_var'", "infinite", last}, "Inf buffer");
+    Mnist accepting(3);
+    write_safetensors(path, entries);
+    load(accepting, path, LoadOptions{.allow_non_finite = true});  // asked for explicitly
+    std::vector<float> loaded;
+    accepting.visit([&](const std::string& name, auto& entry) {
+      if constexpr (!std::is_same_v<std::decay_t<decltype(entry)>, Counter>)
+        if (name == "layer3.1.left.4.running_var") loaded.assign(entry.value.begin(), entry.value.end());
+    });
+    BOOST_TEST(std::isinf(loaded.back()));
+  }
   {  // several problems are all listed
     auto entries = entries_of(source);
     entries.erase(std::find_if(entries.begin(), entries.end(), [](auto& e) { return e.name == "fc.weight"; }));
@@ -625,6 +654,46 @@ BOOST_AUTO_TEST_CASE(a_failed_save_keeps_the_previous_file) {
   load(c, target);
   BOOST_TEST((snapshot(c) == snapshot(b)));
   BOOST_TEST(scratch.listing() == (std::vector<std::string>{"model.safetensors", "occupied"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_save_killed_mid_write_keeps_the_previous_file) {
+  // A process killed (SIGKILL, power loss) half-way through writing cannot clean up after itself:
+  // the previous checkpoint must survive under its name, and only a hidden temporary is left.
+  Scratch scratch;
+  const fs::path target = scratch / "model.safetensors";
+  Mnist a(1), b(2);
+  scramble(b, 16);
+  save(a, target);
+  const auto original = read_bytes(target);
+  save(b, scratch / "next.safetensors");
+  const auto next = read_bytes(scratch / "next.safetensors");
+  fs::remove(scratch / "next.safetensors");
+
+  const ::pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {  // writes half of b's checkpoint over the target, then dies without unwinding
+    AtomicFile file(target);
+    file.write(next.data(), next.size() / 2);
+    file.stream().flush();
+    ::raise(SIGKILL);
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_REQUIRE(WIFSIGNALED(status));
+  BOOST_TEST(WTERMSIG(status) == SIGKILL);
+
+  BOOST_TEST((read_bytes(target) == original));
+  const std::vector<std::string> files = scratch.listing();
+  BOOST_REQUIRE(files.size() == 2u);  // the target and the orphaned half-written temporary
+  BOOST_TEST(files[0].rfind(".model.safetensors.tmp-", 0) == 0u, files[0]);
+  BOOST_TEST(fs::file_size(scratch / files[0]) == next.size() / 2);
+  Mnist c(3);
+  load(c, target);
+  BOOST_TEST((snapshot(c) == snapshot(a)));
+  save(b, target);  // the next save is not hindered by the orphan
+  load(c, target);
+  BOOST_TEST((snapshot(c) == snapshot(b)));
 }
 
 BOOST_AUTO_TEST_CASE(atomic_file_writes_text_and_bytes) {

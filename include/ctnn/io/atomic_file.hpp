@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <ostream>
@@ -161,6 +163,24 @@ class AtomicFile {
       (void)::fsync(dir);
       ::close(dir);
     }
+  }
+
+  /// Deletes the temporary files that writers of `target` killed mid-write (SIGKILL, power loss)
+  /// left behind: those whose process no longer exists. Returns how many it removed.
+  static std::size_t remove_orphans(const std::filesystem::path& target) {
+    namespace fs = std::filesystem;
+    const fs::path directory = target.has_parent_path() ? target.parent_path() : ".";
+    const std::string prefix = "." + target.filename().string() + ".tmp-";
+    std::size_t removed = 0;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(directory, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+      const bool writer_alive = pid > 0 && (::kill(::pid_t(pid), 0) == 0 || errno == EPERM);
+      if (!writer_alive && fs::remove(entry.path(), ec)) ++removed;
+    }
+    return removed;
   }
 
   const std::filesystem::path& target() const { return target_; }

@@ -2,6 +2,8 @@
 // same file loads into PyTorch (load_state_dict(strict=True)) and into ctnn.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -23,6 +25,8 @@ struct LoadOptions {
   /// true: any missing, unexpected or mismatched tensor is an error and nothing is loaded.
   /// false: tensors that match are loaded; the rest are listed in the LoadReport.
   bool strict = true;
+  /// false: a float tensor holding NaN or Inf counts as mismatched (a diverged or corrupt save).
+  bool allow_non_finite = false;
 };
 
 /// What load() did, by state_dict() name.
@@ -30,7 +34,7 @@ struct LoadReport {
   std::vector<std::string> loaded;      // assigned from the file
   std::vector<std::string> missing;     // in the model, absent from the file (left unchanged)
   std::vector<std::string> unexpected;  // in the file, unknown to the model (ignored)
-  std::vector<std::string> mismatched;  // in both, but with another shape or an unusable dtype (left unchanged)
+  std::vector<std::string> mismatched;  // in both, but another shape, an unusable dtype or NaN/Inf (left unchanged)
   std::vector<std::string> problems;    // one sentence per missing, unexpected or mismatched tensor
 
   bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
@@ -94,8 +98,9 @@ void save(Model<Description, In, T>& model, const std::filesystem::path& path,
 
 /// Loads tensors from `file` into `model` by state_dict() name. Float tensors accept F32, F64,
 /// F16 and BF16 (converted); num_batches_tracked accepts any integer dtype; shapes must equal
-/// the model's exactly. Everything is checked and converted before the first assignment, so when
-/// this throws (io_error; always in strict mode on any mismatch) the model is exactly as it was.
+/// the model's exactly, and values must be finite (unless options.allow_non_finite). Everything
+/// is checked and converted before the first assignment, so when this throws (io_error; always
+/// in strict mode on any mismatch) the model is exactly as it was.
 template <class Description, ShapeType In, class T>
 LoadReport load(Model<Description, In, T>& model, const SafetensorsFile& file, LoadOptions options = {}) {
   std::unordered_map<std::string_view, const TensorEntry*> by_name;
@@ -147,6 +152,15 @@ LoadReport load(Model<Description, In, T>& model, const SafetensorsFile& file, L
     } else {
       stage.floats.resize(entry.value.size());
       convert_floats<T>(t, stage.floats);
+      const auto bad = std::find_if(stage.floats.begin(), stage.floats.end(), [](T v) { return !std::isfinite(v); });
+      if (!options.allow_non_finite && bad != stage.floats.end()) {
+        report.mismatched.push_back(name);
+        report.problems.push_back("tensor '" + name + "' holds " + (std::isnan(*bad) ? "NaN" : "an infinite value") +
+                                  " at element " + std::to_string(bad - stage.floats.begin()) +
+                                  " (saved from a diverged run, or corrupt)");
+        stage.floats = {};
+        return;
+      }
     }
     stage.ready = true;
     report.loaded.push_back(name);
