@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "support/checkpoint_model.hpp"
+#include "support/cli.hpp"
 #include "support/evaluation.hpp"
 #include "support/errors.hpp"
 #include "support/models.hpp"
@@ -23,9 +24,9 @@ int main(int argc, char** argv) {
   app.add_option("--data", data, "directory with the MNIST IDX files (raw or .gz)");
   app.add_option("--model", model_name, "network (default: as recorded in the checkpoint)")
       ->check(CLI::IsMember(examples::model_names()));
-  app.add_option("--batch-size", batch, "test batch size")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", batch, "test batch size")->check(examples::positive);
   app.add_option("--limit", limit, "evaluate only the first N test images (0: all)");
-  app.add_option("--threads", threads, "worker threads (0: one per core)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "worker threads (0: one per core)")->check(examples::non_negative);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,8 @@
 #include <ctnn/optim/sgd.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -17,8 +19,11 @@
 #include <numeric>
 #include <regex>
 #include <sstream>
+#include <string>
+#include <type_traits>
 
 #include "support/chart.hpp"
+#include "support/cli.hpp"
 #include "support/evaluation.hpp"
 #include "support/errors.hpp"
 #include "support/models.hpp"
@@ -282,6 +287,10 @@ int train(const Options& o) {
   std::vector<CurvePoint> curve;
   const fs::path out = o.out;
   fs::create_directories(out);
+  // A run killed mid-save (SIGKILL, power loss) leaves a hidden half-written temporary per file.
+  for (const char* name : {"training_state.safetensors", "model.safetensors", "curves.csv", "curves.svg"})
+    if (const std::size_t n = ctnn::AtomicFile::remove_orphans(out / name))
+      std::printf("ctnn: removed %zu unfinished temporary file(s) of %s left by a killed run\n", n, name);
   if (!o.resume.empty()) {
     load_training_state(o.resume, model, *optimizer, at, curve);
     shuffle_rng.restore(at.shuffle_state);
@@ -294,10 +303,35 @@ int train(const Options& o) {
   typename M::Output grad;
   std::vector<int> labels;
   std::int64_t last_saved = -1;
+  // Stops the run, keeping the last checkpoint: a diverged state is never saved over a good one.
+  auto stop_diverged = [&](const std::string& what) {
+    progress.finish();
+    std::fprintf(stderr, "train_mnist: %s at epoch %d, batch %zu (iteration %lld); training stopped.\ntrain_mnist: %s\n",
+                 what.c_str(), at.epoch + 1, at.batch, (long long)at.iteration,
+                 last_saved >= 0 ? ("the last good checkpoint (iteration " + std::to_string(last_saved) + ") in " +
+                                    out.string() + " is kept; try a lower --lr")
+                                       .c_str()
+                                 : "no checkpoint was written yet; try a lower --lr");
+    return exit_diverged;
+  };
+  // The name of the first parameter or buffer holding NaN or Inf, or "" when all are finite.
+  auto first_non_finite_tensor = [&] {
+    std::string found;
+    model.visit([&](const std::string& name, auto& entry) {
+      if constexpr (!std::is_same_v<std::decay_t<decltype(entry)>, ctnn::Counter>)
+        if (found.empty() && !std::all_of(entry.value.begin(), entry.value.end(), [](float v) { return std::isfinite(v); }))
+          found = name;
+    });
+    return found;
+  };
+  // Saves, unless the model itself has diverged; returns false then.
   auto checkpoint = [&] {
+    if (!first_non_finite_tensor().empty()) return false;
     save_training_state(out, model, *optimizer, at, o, curve);
     last_saved = at.iteration;
+    return true;
   };
+  auto diverged_tensor = [&] { return "tensor '" + first_non_finite_tensor() + "' became NaN or infinite"; };
   auto evaluate_now = [&] {
     const examples::Evaluation e = examples::evaluate(model, sets.test, o.eval_batch_size, test_count);
     const double train_loss = at.loss_count ? at.loss_sum / double(at.loss_count) : NAN;
@@ -318,18 +352,7 @@ int train(const Options& o) {
       sets.train.fill_batch(std::span<const std::size_t>(order.data() + begin, n), images, labels);
       optimizer->set_lr(schedule(at.iteration));
       const float loss = ctnn::cross_entropy(model.forward(images, ctnn::Mode::train), std::span<const int>(labels), &grad);
-      if (!std::isfinite(loss)) {
-        progress.finish();
-        std::fprintf(stderr,
-                     "train_mnist: the loss became %s at epoch %d, batch %zu (iteration %lld); training stopped.\n"
-                     "train_mnist: %s\n",
-                     std::isnan(loss) ? "NaN" : "infinite", at.epoch + 1, at.batch, (long long)at.iteration,
-                     last_saved >= 0 ? ("the last good checkpoint (iteration " + std::to_string(last_saved) +
-                                        ") in " + out.string() + " is kept; try a lower --lr")
-                                           .c_str()
-                                     : "no checkpoint was written yet; try a lower --lr");
-        return exit_diverged;
-      }
+      if (!std::isfinite(loss)) return stop_diverged(std::string("the loss became ") + (std::isnan(loss) ? "NaN" : "infinite"));
       optimizer->zero_grad();
       model.backward(grad);
       optimizer->step();
@@ -341,13 +364,13 @@ int train(const Options& o) {
       if (evaluate_here) {
         ++at.batch;  // the checkpoint resumes after this batch
         evaluate_now();
-        checkpoint();
+        if (!checkpoint()) return stop_diverged(diverged_tensor());
         --at.batch;
       }
       if (interrupt_requested || (o.stop_after && at.iteration >= o.stop_after)) {
         ++at.batch;
         if (at.batch == batches) ++at.epoch, at.batch = 0, at.shuffle_state = shuffle_rng.state();
-        checkpoint();
+        if (!checkpoint()) return stop_diverged(diverged_tensor());
         progress.finish();
         std::printf("%s after iteration %lld; checkpoint saved in %s (continue with --resume %s)\n",
                     interrupt_requested ? "interrupted" : "stopped as asked", (long long)at.iteration, out.c_str(),
@@ -359,7 +382,7 @@ int train(const Options& o) {
   }
 
   const examples::Evaluation final_eval = evaluate_now();
-  checkpoint();
+  if (!checkpoint()) return stop_diverged(diverged_tensor());
   std::printf("test accuracy: %.4f (%zu images)\n", final_eval.accuracy, test_count);
   examples::print_confusion(final_eval);
   std::printf("real value     [");
@@ -378,22 +401,22 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--data", o.data, "directory with the four MNIST IDX files (raw or .gz)");
   app.add_option("--model", o.model, "network")->check(CLI::IsMember(examples::model_names()));
-  app.add_option("--epochs", o.epochs, "passes over the training set")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", o.batch_size, "training batch size")->check(CLI::Range(std::size_t{2}, std::size_t{65536}));
-  app.add_option("--eval-batch-size", o.eval_batch_size, "test batch size")->check(CLI::PositiveNumber);
-  app.add_option("--lr", o.lr, "learning rate")->check(CLI::NonNegativeNumber);
-  app.add_option("--momentum", o.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--weight-decay", o.weight_decay, "L2 penalty (decoupled for adamw)")->check(CLI::NonNegativeNumber);
+  app.add_option("--epochs", o.epochs, "passes over the training set")->check(examples::positive);
+  app.add_option("--batch-size", o.batch_size, "training batch size")->check(examples::between(2, 65536));
+  app.add_option("--eval-batch-size", o.eval_batch_size, "test batch size")->check(examples::positive);
+  app.add_option("--lr", o.lr, "learning rate")->check(examples::non_negative);
+  app.add_option("--momentum", o.momentum, "SGD momentum")->check(examples::between(0, 1));
+  app.add_option("--weight-decay", o.weight_decay, "L2 penalty (decoupled for adamw)")->check(examples::non_negative);
   app.add_flag("--nesterov", o.nesterov, "Nesterov momentum (SGD)");
   app.add_option("--optimizer", o.optimizer, "sgd, adam or adamw")->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   app.add_option("--schedule", o.schedule, "learning-rate schedule: constant, step, multistep or cosine")
       ->check(CLI::IsMember({"constant", "step", "multistep", "cosine"}));
-  app.add_option("--step-size", o.step_size, "epochs between decays (step)")->check(CLI::PositiveNumber);
+  app.add_option("--step-size", o.step_size, "epochs between decays (step)")->check(examples::positive);
   app.add_option("--milestones", o.milestones, "epochs at which to decay (multistep)")->delimiter(',');
-  app.add_option("--gamma", o.gamma, "decay factor (step, multistep)")->check(CLI::PositiveNumber);
-  app.add_option("--warmup", o.warmup, "iterations of linear warm-up from lr/3")->check(CLI::NonNegativeNumber);
+  app.add_option("--gamma", o.gamma, "decay factor (step, multistep)")->check(examples::positive);
+  app.add_option("--warmup", o.warmup, "iterations of linear warm-up from lr/3")->check(examples::non_negative);
   app.add_option("--seed", o.seed, "seed of the initial weights and the shuffling");
-  app.add_option("--threads", o.threads, "worker threads (0: one per core)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "worker threads (0: one per core)")->check(examples::non_negative);
   app.add_option("--eval-every", o.eval_every, "evaluate and checkpoint every N batches (0: only at the end)");
   app.add_option("--out", o.out, "output directory");
   app.add_option("--resume", o.resume, "continue the run saved in this directory")->check(CLI::ExistingDirectory);

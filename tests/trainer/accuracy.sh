@@ -11,7 +11,7 @@ accuracy=$(awk '/^test accuracy:/ {print $3}' "$work/train.log")
 "$evaluate" --checkpoint "$work/run" --data "$data" --limit 1000 | tee "$work/evaluate.log"
 evaluated=$(awk '/^test accuracy:/ {print $3}' "$work/evaluate.log")
 awk -v a="$accuracy" -v e="$evaluated" 'BEGIN {
-  if (a < 0.85) { printf "accuracy.sh: test accuracy %s after 250 iterations, expected at least 0.85\n", a; exit 1 }
+  if (a < 0.75) { printf "accuracy.sh: test accuracy %s after 250 iterations, expected at least 0.75\n", a; exit 1 }
   if (a != e) { printf "accuracy.sh: evaluate reports %s but the trainer %s\n", e, a; exit 1 }
 }'
 [ "$(wc -l <"$work/run/curves.csv")" -eq 7 ]  # header + iterations 1, 51, 101, 151, 201 + final
