@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 
 CTNN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# ccache hashes paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$CTNN_ROOT}"
 CTNN_PACKAGES=(cmake g++ make pkg-config libeigen3-dev libboost-test-dev nlohmann-json3-dev zlib1g-dev libcli11-dev libstb-dev ccache)
 
 # ensure_packages PKG...: installs the Debian packages that are missing (as root), or prints the
