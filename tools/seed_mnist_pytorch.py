@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""The seed article's MNIST experiment in PyTorch: the peer for the README's accuracy table.
+
+Trains the seed's ResNet18 (tools/check_ctnn_checkpoint.py's SeedResNet18: PyTorch's default
+init, as the seed's code) on the four IDX files that scripts/get-mnist writes, with the seed's
+defaults (SGD lr 0.1, batch 128, shuffled every epoch, last partial batch kept) and prints the
+eval-mode test accuracy after each epoch. Needs Debian's python3-torch (never needed by CI):
+
+    /usr/bin/python3 tools/seed_mnist_pytorch.py --data data/mnist --seeds 0 1 2 --epochs 1
+"""
+
+import argparse
+import os
+import statistics
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_ctnn_checkpoint import SeedResNet18  # noqa: E402
+
+
+def read_idx(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (magic,) = struct.unpack(">I", raw[:4])
+    dims = struct.unpack(">" + "I" * (magic & 0xFF), raw[4:4 + 4 * (magic & 0xFF)])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+def load_split(data, prefix):
+    images = torch.tensor(read_idx(os.path.join(data, prefix + "-images-idx3-ubyte")), dtype=torch.float32) / 255
+    labels = torch.tensor(read_idx(os.path.join(data, prefix + "-labels-idx1-ubyte")), dtype=torch.int64)
+    return images.unsqueeze(1), labels
+
+
+def accuracy(model, images, labels):
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(images[i:i + 500]).argmax(1) == labels[i:i + 500]).sum())
+                      for i in range(0, len(labels), 500))
+    model.train()
+    return correct / len(labels)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="data/mnist")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train_x, train_y = load_split(args.data, "train")
+    test_x, test_y = load_split(args.data, "t10k")
+    finals = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        model = SeedResNet18()
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+        loss_fn = nn.CrossEntropyLoss()
+        for epoch in range(args.epochs):
+            order = torch.randperm(len(train_y))
+            for begin in range(0, len(order), args.batch_size):
+                batch = order[begin:begin + args.batch_size]
+                loss = loss_fn(model(train_x[batch]), train_y[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            result = accuracy(model, test_x, test_y)
+            print("seed %d epoch %d: test accuracy %.4f (eval mode)" % (seed, epoch + 1, result), flush=True)
+        finals.append(result)
+    if len(finals) > 1:
+        print("median %.4f, min %.4f, max %.4f over seeds %s" % (statistics.median(finals), min(finals), max(finals),
+                                                                  args.seeds))
+
+
+if __name__ == "__main__":
+    main()
