@@ -324,14 +324,13 @@ int train(const Options& o) {
     });
     return found;
   };
-  // Saves, unless the model itself has diverged; returns false then.
-  auto checkpoint = [&] {
-    if (!first_non_finite_tensor().empty()) return false;
+  // Saves, unless the model itself has diverged: returns what went wrong then, "" after a save.
+  auto checkpoint = [&]() -> std::string {
+    if (const std::string bad = first_non_finite_tensor(); !bad.empty()) return "tensor '" + bad + "' became NaN or infinite";
     save_training_state(out, model, *optimizer, at, o, curve);
     last_saved = at.iteration;
-    return true;
+    return {};
   };
-  auto diverged_tensor = [&] { return "tensor '" + first_non_finite_tensor() + "' became NaN or infinite"; };
   auto evaluate_now = [&] {
     const examples::Evaluation e = examples::evaluate(model, sets.test, o.eval_batch_size, test_count);
     const double train_loss = at.loss_count ? at.loss_sum / double(at.loss_count) : NAN;
@@ -364,13 +363,13 @@ int train(const Options& o) {
       if (evaluate_here) {
         ++at.batch;  // the checkpoint resumes after this batch
         evaluate_now();
-        if (!checkpoint()) return stop_diverged(diverged_tensor());
+        if (const std::string diverged = checkpoint(); !diverged.empty()) return stop_diverged(diverged);
         --at.batch;
       }
       if (interrupt_requested || (o.stop_after && at.iteration >= o.stop_after)) {
         ++at.batch;
         if (at.batch == batches) ++at.epoch, at.batch = 0, at.shuffle_state = shuffle_rng.state();
-        if (!checkpoint()) return stop_diverged(diverged_tensor());
+        if (const std::string diverged = checkpoint(); !diverged.empty()) return stop_diverged(diverged);
         progress.finish();
         std::printf("%s after iteration %lld; checkpoint saved in %s (continue with --resume %s)\n",
                     interrupt_requested ? "interrupted" : "stopped as asked", (long long)at.iteration, out.c_str(),
@@ -382,7 +381,7 @@ int train(const Options& o) {
   }
 
   const examples::Evaluation final_eval = evaluate_now();
-  if (!checkpoint()) return stop_diverged(diverged_tensor());
+  if (const std::string diverged = checkpoint(); !diverged.empty()) return stop_diverged(diverged);
   std::printf("test accuracy: %.4f (%zu images)\n", final_eval.accuracy, test_count);
   examples::print_confusion(final_eval);
   std::printf("real value     [");
