@@ -91,6 +91,46 @@ BOOST_AUTO_TEST_CASE(batchnorm_eval_uses_running_statistics_and_leaves_them) {
   BOOST_TEST(bn.num_batches_tracked.value == 0);
 }
 
+BOOST_AUTO_TEST_CASE(eval_mode_folding_matches_the_layers_run_one_by_one) {
+  // Sequential folds conv → BatchNorm (→ ReLU) into one pass in eval mode; the result must be what
+  // the three layers give separately, with every channel's statistics non-trivial.
+  using In = Shape<3, 6, 5>;
+  using Folded = Sequential<Conv2d<3, 4, 3, 1, 1>, BatchNorm2d<4>, ReLU, Conv2d<4, 5, 3, 2, 1>, BatchNorm2d<5>>;
+  Model<Folded, In> folded(3);
+  Model<Conv2d<3, 4, 3, 1, 1>, In> conv1;
+  Model<BatchNorm2d<4>, Shape<4, 6, 5>> bn1;
+  Model<ReLU, Shape<4, 6, 5>> relu;
+  Model<Conv2d<4, 5, 3, 2, 1>, Shape<4, 6, 5>> conv2;
+  Model<BatchNorm2d<5>, Shape<5, 3, 3>> bn2;
+  Rng rng(11);
+  auto& net = folded.network();
+  for (auto* bn : {&net.layer<1>().running_mean.value, &net.layer<4>().running_mean.value})
+    for (auto& v : *bn) v = float(rng.uniform(-1, 1));
+  for (auto* bn : {&net.layer<1>().running_var.value, &net.layer<4>().running_var.value})
+    for (auto& v : *bn) v = float(rng.uniform(0.2, 3));
+  for (auto* p : {&net.layer<1>().weight.value, &net.layer<1>().bias.value, &net.layer<4>().weight.value,
+                  &net.layer<4>().bias.value})
+    for (auto& v : *p) v = float(rng.uniform(-2, 2));
+  conv1.network().weight.value = net.layer<0>().weight.value;
+  conv2.network().weight.value = net.layer<3>().weight.value;
+  auto copy_bn = [](auto& to, auto& from) {
+    to.weight.value = from.weight.value, to.bias.value = from.bias.value;
+    to.running_mean.value = from.running_mean.value, to.running_var.value = from.running_var.value;
+  };
+  copy_bn(bn1.network(), net.layer<1>());
+  copy_bn(bn2.network(), net.layer<4>());
+  Batch<In> x(3);
+  for (auto& v : x.values()) v = float(rng.uniform(-1, 1));
+  const auto& hidden = relu.forward(bn1.forward(conv1.forward(x)));
+  const auto& expected = bn2.forward(conv2.forward(hidden));
+  const auto& y = folded.forward(x, Mode::eval);
+  BOOST_TEST(y.value_count() == expected.value_count());
+  for (std::size_t i = 0; i < y.value_count(); ++i)
+    BOOST_TEST(y.values()[i] == expected.values()[i], tt::tolerance(1e-5f));
+  BOOST_TEST(std::count(hidden.values().begin(), hidden.values().end(), 0.0f) > 0);  // the ReLU clamped some
+  BOOST_TEST(net.layer<1>().num_batches_tracked.value == 0);
+}
+
 BOOST_AUTO_TEST_CASE(batchnorm_rejects_a_single_value_per_channel_in_training) {
   Model<BatchNorm2d<1>, Shape<1, 1, 1>> m;
   Batch<Shape<1, 1, 1>> x(1);
@@ -252,6 +292,12 @@ BOOST_AUTO_TEST_CASE(residual_projection_shortcut_train) {
 BOOST_AUTO_TEST_CASE(residual_projection_shortcut_eval) {
   check_gradients<ResidualBlock<2, 3, 2>, Shape<2, 5, 5>>(Mode::eval);
 }
+BOOST_AUTO_TEST_CASE(sequential_eval_folds_batchnorm_into_the_convolution) {
+  // Eval mode runs conv → BN → ReLU as one pass; backward must recompute what it skipped.
+  check_gradients<Sequential<Conv2d<1, 2, 3, 1, 1>, BatchNorm2d<2>, ReLU, Flatten, Linear<18, 3>>, Shape<1, 3, 3>>(
+      Mode::eval);
+}
+BOOST_AUTO_TEST_CASE(bottleneck_eval) { check_gradients<Bottleneck<4, 2, 2>, Shape<4, 4, 4>>(Mode::eval); }
 BOOST_AUTO_TEST_CASE(bottleneck_train) { check_gradients<Bottleneck<4, 2, 2>, Shape<4, 4, 4>>(Mode::train); }
 BOOST_AUTO_TEST_CASE(stage_of_three_blocks) {
   check_gradients<MakeStage<ResidualBlock, 2, 3, 3, 2>, Shape<2, 4, 4>>(Mode::train);

@@ -22,6 +22,15 @@ struct Chain<In, T, First, Rest...> {
   using modules = decltype(std::tuple_cat(std::declval<std::tuple<head>>(), std::declval<typename tail::modules>()));
   using output_shape = typename tail::output_shape;
 };
+// Eval-mode folding: a bias-free convolution followed by BatchNorm (and ReLU) runs as the
+// convolution alone, applying the BatchNorm's per-channel map (and the ReLU) as it stores.
+template <class M>
+concept FoldsChannelTransform = requires { requires M::folds_channel_transform; };
+template <class M>
+concept ProvidesEvalTransform = requires(M& m) { m.eval_transform(true); };
+template <class M>
+concept IsReLU = requires { requires M::is_relu; };
+
 template <class T, class Tuple>
 struct OutputBatches;
 template <class T, class... Ms>
@@ -58,14 +67,16 @@ struct Sequential {
       }(Indices{});
     }();
 
+    /// In eval mode, conv → BatchNorm (→ ReLU) runs as one pass (see folded_length); the
+    /// intermediate outputs it skips are recomputed only if backward() follows.
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
-      [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode), ...);
-      }(Indices{});
+      intermediates_skipped_ = false;
+      forward_from<0>(x, y, mode);
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
+      if (intermediates_skipped_) recompute_intermediates(x);
       [&]<std::size_t... J>(std::index_sequence<J...>) {
         (backward_layer<count - 1 - J>(x, y, dy, dx), ...);
       }(Indices{});
@@ -93,6 +104,50 @@ struct Sequential {
     auto& layer() { return std::get<I>(layers_); }
 
    private:
+    // How many layers from I on run as one in eval mode: 3 for conv, BatchNorm, ReLU; 2 for conv,
+    // BatchNorm; 1 otherwise.
+    template <std::size_t I>
+    static constexpr std::size_t folded_length() {
+      if constexpr (I + 1 < count) {
+        using Conv = std::tuple_element_t<I, Modules>;
+        using Norm = std::tuple_element_t<I + 1, Modules>;
+        if constexpr (detail::FoldsChannelTransform<Conv> && detail::ProvidesEvalTransform<Norm>) {
+          if constexpr (I + 2 < count) {
+            if constexpr (detail::IsReLU<std::tuple_element_t<I + 2, Modules>>) return 3;
+          }
+          return 2;
+        }
+      }
+      return 1;
+    }
+
+    template <std::size_t I>
+    void forward_from(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
+      if constexpr (I < count) {
+        constexpr std::size_t folded = folded_length<I>();
+        if constexpr (folded > 1) {
+          if (mode == Mode::eval) {
+            const auto transform = std::get<I + 1>(layers_).eval_transform(folded == 3);
+            std::get<I>(layers_).forward_transformed(input_of<I>(x), output_of<I + folded - 1>(y), transform);
+            intermediates_skipped_ = true;
+            return forward_from<I + folded>(x, y, mode);
+          }
+        }
+        std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode);
+        forward_from<I + 1>(x, y, mode);
+      }
+    }
+
+    // Backward after a folded forward: every layer but the last runs again, unfolded, in eval
+    // mode (which changes no state), to refill the outputs the backward pass reads.
+    void recompute_intermediates(const Batch<In, T>& x) {
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((I + 1 < count ? std::get<I>(layers_).forward(input_of<I>(x), std::get<I>(outputs_), Mode::eval) : void()),
+         ...);
+      }(std::make_index_sequence<count>{});
+      intermediates_skipped_ = false;
+    }
+
     template <std::size_t I>
     const auto& input_of(const Batch<In, T>& x) const {
       if constexpr (I == 0) return x;
@@ -127,6 +182,7 @@ struct Sequential {
     // because the caller's y and dy take their place.
     typename detail::OutputBatches<T, Modules>::type outputs_;
     typename detail::OutputBatches<T, Modules>::type grads_;
+    bool intermediates_skipped_ = false;  // the last forward was folded (eval mode)
   };
 };
 

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <utility>
 
+#include "ctnn/kernels/channel_transform.hpp"
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/scratch.hpp"
 #include "ctnn/threads.hpp"
@@ -51,10 +52,10 @@ constexpr std::size_t tile_columns() {
 /// the summation order), each owning a partial weight gradient.
 constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::size_t>(batch, 4); }
 
-/// y = w ∗ x (+ bias) for N images. x: N × G::image (NCHW); w: M × G::patch row-major (OIHW);
-/// bias: M values or null; y: N × M × G::positions.
+/// y = transform(w ∗ x) for N images. x: N × G::image (NCHW); w: M × G::patch row-major (OIHW);
+/// y: N × M × G::positions.
 template <class G, int M, class T>
-void conv_forward(const T* x, std::size_t N, const T* w, const T* bias, T* y) {
+void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
   const std::size_t total = N * G::positions, tc = tile_columns<G>(), tiles = (total + tc - 1) / tc;
   // Few tiles (batch 1, deep layers): split the output channels as well so each thread has work.
   const std::size_t splits = tiles >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + tiles - 1) / tiles, M / 16));
@@ -67,7 +68,7 @@ void conv_forward(const T* x, std::size_t N, const T* w, const T* bias, T* y) {
     detail::RowMap<T> product(out, m, count);
     product.noalias() = detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
                         detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
-    if (bias) product.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias + m0, m);
+    transform.apply(out, count, m, count, m0);
     scatter_tile(out, count, M * G::positions, G::positions, m, first, count, y + m0 * G::positions);
   });
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "ctnn/kernels/channel_transform.hpp"
 #include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/module.hpp"
 
@@ -59,16 +60,13 @@ struct BatchNorm2d {
             squares += kernels::lane_sum<T>(plane, [&](std::size_t i) { return (double(p[i]) - mean) * (double(p[i]) - mean); });
           });
           const double var = squares / double(count);
-          mean_[c] = m;
-          inv_std_[c] = T(1.0 / std::sqrt(var + eps));
+          set_statistics(c, m, T(1.0 / std::sqrt(var + eps)));
           running_mean.value[c] = T((1 - momentum) * running_mean.value[c] + momentum * mean);
           running_var.value[c] = T((1 - momentum) * running_var.value[c] + momentum * squares / double(count - 1));
         } else {
-          mean_[c] = running_mean.value[c];
-          inv_std_[c] = T(1.0 / std::sqrt(double(running_var.value[c]) + eps));
+          use_running_statistics(c);
         }
-        const T scale = weight.value[c] * inv_std_[c];
-        const T shift = bias.value[c] - mean_[c] * scale;
+        const T scale = scale_[c], shift = shift_[c];
         for (std::size_t n = 0; n < batch; ++n) {
           const T* in = x.image(n) + c * plane;
           T* out = y.image(n) + c * plane;
@@ -76,6 +74,15 @@ struct BatchNorm2d {
         }
       });
       if (mode == Mode::train) ++num_batches_tracked.value;
+    }
+
+    /// Eval mode as a per-channel map y = x · scale + shift (plus a ReLU if `relu`), for the layer
+    /// before to apply while it stores its output; forward(x, y, Mode::eval) in one pass less.
+    /// Leaves the statistics backward() needs, as an eval-mode forward() does.
+    kernels::ChannelTransform<T> eval_transform(bool relu) {
+      last_mode_ = Mode::eval;
+      for (std::size_t c = 0; c < std::size_t(Channels); ++c) use_running_statistics(c);
+      return {scale_.data(), shift_.data(), relu};
     }
 
     void backward(const Batch<In, T>& x, const Batch<In, T>&, const Batch<In, T>& dy, Batch<In, T>* dx) {
@@ -134,6 +141,16 @@ struct BatchNorm2d {
     }
 
    private:
+    void set_statistics(std::size_t c, T mean, T inv_std) {
+      mean_[c] = mean;
+      inv_std_[c] = inv_std;
+      scale_[c] = weight.value[c] * inv_std;
+      shift_[c] = bias.value[c] - mean * scale_[c];
+    }
+    void use_running_statistics(std::size_t c) {
+      set_statistics(c, running_mean.value[c], T(1.0 / std::sqrt(double(running_var.value[c]) + eps)));
+    }
+
     template <class F>
     static void for_each_plane(const Batch<In, T>& x, std::size_t c, F&& f) {
       for (std::size_t n = 0; n < x.batch_size(); ++n) f(x.image(n) + c * plane);
@@ -142,6 +159,8 @@ struct BatchNorm2d {
     // Statistics of the last forward (batch or running), needed by backward.
     std::vector<T> mean_ = std::vector<T>(Channels);
     std::vector<T> inv_std_ = std::vector<T>(Channels);
+    std::vector<T> scale_ = std::vector<T>(Channels);  // weight · inv_std
+    std::vector<T> shift_ = std::vector<T>(Channels);  // bias − mean · scale
     Mode last_mode_ = Mode::eval;
   };
 };

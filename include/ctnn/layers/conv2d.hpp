@@ -46,10 +46,17 @@ struct Conv2d {
     Parameter<T> bias{{Bias ? OutChannels : 0}};
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
-      y.resize(x.batch_size());
-      kernels::conv_forward<Geometry, OutChannels>(x.data(), x.batch_size(), weight.value.data(),
-                                                   Bias ? bias.value.data() : nullptr, y.data());
+      forward_transformed(x, y, {nullptr, Bias ? bias.value.data() : nullptr, false});
     }
+
+    /// forward() with `transform` applied to each output value as it is stored: Sequential folds
+    /// an eval-mode BatchNorm (and ReLU) that follows a bias-free convolution into it.
+    void forward_transformed(const Batch<In, T>& x, Batch<output_shape, T>& y,
+                             const kernels::ChannelTransform<T>& transform) {
+      y.resize(x.batch_size());
+      kernels::conv_forward<Geometry, OutChannels>(x.data(), x.batch_size(), weight.value.data(), transform, y.data());
+    }
+    static constexpr bool folds_channel_transform = !Bias;
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {

@@ -16,6 +16,7 @@ struct ReLU {
   class Module : public StatelessModule<ReLU, In, In> {
    public:
     using output_shape = In;
+    static constexpr bool is_relu = true;  // lets Sequential fold it into the layer before
 
     void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode) {
       y.resize(x.batch_size());
