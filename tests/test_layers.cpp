@@ -319,3 +319,48 @@ BOOST_AUTO_TEST_CASE(gradients_accumulate_until_zeroed) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(panel_kernels)
+
+// panel_gemm against a double-precision product, over sizes that hit every register-tile edge:
+// rows around multiples of 8, widths around multiples of 16 and 48, depths around panel_depth.
+BOOST_AUTO_TEST_CASE(panel_gemm_matches_a_plain_product) {
+  Rng rng(5);
+  std::size_t checked = 0;
+  for (std::size_t M : {1u, 7u, 8u, 13u, 17u})
+    for (std::size_t K : {1u, 5u, 384u, 401u})
+      for (std::size_t n : {1u, 15u, 16u, 17u, 47u, 48u, 49u, 100u})
+        for (bool transposed_a : {false, true})
+          for (bool packed : {false, true}) {
+            std::vector<float> a(M * K), b(K * n), c(M * n, -7.0f);
+            for (auto& v : a) v = float(rng.uniform(-1, 1));
+            for (auto& v : b) v = float(rng.uniform(-1, 1));
+            auto a_at = [&](std::size_t r, std::size_t k) { return transposed_a ? a[k * M + r] : a[r * K + k]; };
+            const kernels::Strided<float> view = transposed_a ? kernels::Strided<float>{a.data(), 1, M}
+                                                              : kernels::Strided<float>{a.data(), K, 1};
+            const std::size_t panels = (n + kernels::panel_width - 1) / kernels::panel_width;
+            std::vector<float> panel_data(panels * K * kernels::panel_width, 1e30f);  // junk past the width
+            for (std::size_t k = 0; k < K; ++k)
+              for (std::size_t j = 0; j < n; ++j)
+                panel_data[(j / kernels::panel_width * K + k) * kernels::panel_width + j % kernels::panel_width] =
+                    b[k * n + j];
+            if (packed)
+              kernels::panel_gemm<float>(M, K, view, panel_data.data(), kernels::panel_width, K * kernels::panel_width,
+                                         n, c.data(), n);
+            else
+              kernels::panel_gemm<float>(M, K, view, b.data(), n, kernels::panel_width, n, c.data(), n);
+            for (std::size_t r = 0; r < M; ++r)
+              for (std::size_t j = 0; j < n; ++j) {
+                double expected = 0;
+                for (std::size_t k = 0; k < K; ++k) expected += double(a_at(r, k)) * b[k * n + j];
+                BOOST_TEST(std::abs(c[r * n + j] - expected) < 1e-5 * (1 + std::sqrt(double(K))),
+                           "M " << M << " K " << K << " n " << n << " (" << r << ", " << j << "): " << c[r * n + j]
+                                << " vs " << expected);
+                ++checked;
+              }
+          }
+  BOOST_TEST(checked > 100000u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
+#include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/scratch.hpp"
 #include "ctnn/threads.hpp"
@@ -59,15 +60,25 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
   const std::size_t total = N * G::positions, tc = tile_columns<G>(), tiles = (total + tc - 1) / tc;
   // Few tiles (batch 1, deep layers): split the output channels as well so each thread has work.
   const std::size_t splits = tiles >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + tiles - 1) / tiles, M / 16));
-  const std::size_t rows = (M + splits - 1) / splits;
+  const std::size_t rows = ((M + splits - 1) / splits + 7) / 8 * 8;  // whole 8-row register tiles
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task / splits * tc, count = std::min(tc, total - first);
-    const std::size_t m0 = task % splits * rows, m = std::min<std::size_t>(M, m0 + rows) - m0;
-    const auto [col, ld] = detail::columns<G>(x, first, count, thread);
+    const std::size_t m0 = std::min<std::size_t>(M, task % splits * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
+    if (m == 0) return;
     T* out = scratch<T>(thread, Slot::tile, m * count);
-    detail::RowMap<T> product(out, m, count);
-    product.noalias() = detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
-                        detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
+    if constexpr (has_panel_kernel<T>) {
+      T* panels = scratch<T>(thread, Slot::columns, G::patch * ((count + panel_width - 1) / panel_width) * panel_width);
+      for (std::size_t j = 0; j * panel_width < count; ++j)
+        im2col_tile<G>(x, first + j * panel_width, std::min(panel_width, count - j * panel_width),
+                       panels + j * G::patch * panel_width, panel_width);
+      panel_gemm<T>(m, G::patch, {w + m0 * G::patch, G::patch, 1}, panels, panel_width, G::patch * panel_width, count,
+                    out, count);
+    } else {
+      const auto [col, ld] = detail::columns<G>(x, first, count, thread);
+      detail::RowMap<T>(out, m, count).noalias() =
+          detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
+          detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
+    }
     transform.apply(out, count, m, count, m0);
     scatter_tile(out, count, M * G::positions, G::positions, m, first, count, y + m0 * G::positions);
   });
@@ -97,7 +108,10 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
       if (!dx) continue;
       T* dcol = scratch<T>(thread, Slot::gradient, G::patch * count);
-      detail::RowMap<T>(dcol, G::patch, count).noalias() = detail::ConstRowMap<T>(w, M, G::patch).transpose() * g;
+      if constexpr (has_panel_kernel<T>)  // wᵀ read in place; g's rows as panels
+        panel_gemm<T>(G::patch, M, {w, 1, G::patch}, grad_out, count, panel_width, count, dcol, count);
+      else
+        detail::RowMap<T>(dcol, G::patch, count).noalias() = detail::ConstRowMap<T>(w, M, G::patch).transpose() * g;
       col2im_tile_add<G>(dcol, count, first, count, dx);
     }
   });

@@ -1,0 +1,136 @@
+// C = A · B for the convolutions, with B in panels of at most 48 columns. The forward pass writes
+// its patch columns straight into packed panels (im2col is the packing), and A (the weights) is
+// read where it lies, one broadcast per value: nothing is packed twice, and weights used once
+// (batch-1 inference) are read once. AVX-512 register tiles of 8 rows × 48 columns for float.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace ctnn::kernels {
+
+/// Columns of a packed panel: three AVX-512 vectors of float.
+inline constexpr std::size_t panel_width = 48;
+
+/// A matrix operand read in place: element (r, k) at data[r·row_stride + k·column_stride], so a
+/// row-major matrix and its transpose need no copy.
+template <class T>
+struct Strided {
+  const T* data;
+  std::size_t row_stride, column_stride;
+  const T& operator()(std::size_t r, std::size_t k) const { return data[r * row_stride + k * column_stride]; }
+};
+
+namespace detail {
+
+#if defined(__AVX512F__)
+// rows × (vectors·16) of C (rows ≤ 8) over k in [0, K):
+//   C = (accumulate ? C : 0) + Σ_k a(r, k) · B row k (at b + k·ldb).
+// The last vector of each row is loaded and stored under `last`, so nothing past `width` is touched.
+template <int Rows, int Vectors>
+inline void panel_tile(std::size_t K, Strided<float> a, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                       __mmask16 last, bool accumulate) {
+  __m512 acc[Rows][Vectors];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) {
+      const __mmask16 m = v == Vectors - 1 ? last : __mmask16(0xFFFF);
+      acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(m, c + r * ldc + 16 * v) : _mm512_setzero_ps();
+    }
+  const float* row[Rows];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) row[r] = a.data + r * a.row_stride;
+  for (std::size_t k = 0; k < K; ++k, b += ldb) {
+    __m512 bv[Vectors];
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) bv[v] = v == Vectors - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      const __m512 av = _mm512_set1_ps(row[r][k * a.column_stride]);
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v)
+      _mm512_mask_storeu_ps(c + r * ldc + 16 * v, v == Vectors - 1 ? last : __mmask16(0xFFFF), acc[r][v]);
+}
+
+template <int Vectors>
+inline void panel_rows(std::size_t M, std::size_t K, Strided<float> a, const float* b, std::size_t ldb, float* c,
+                       std::size_t ldc, __mmask16 last, bool accumulate) {
+  std::size_t r = 0;
+  for (; r + 8 <= M; r += 8)
+    panel_tile<8, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, ldb, c + r * ldc, ldc,
+                           last, accumulate);
+  for (; r < M; ++r)
+    panel_tile<1, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, ldb, c + r * ldc, ldc,
+                           last, accumulate);
+}
+#endif
+
+}  // namespace detail
+
+/// Whether panel_product has a vector kernel for T here; the convolutions use Eigen otherwise.
+template <class T>
+inline constexpr bool has_panel_kernel =
+#if defined(__AVX512F__)
+    std::is_same_v<T, float>;
+#else
+    false;
+#endif
+
+/// C (M × width, row stride ldc) = A (M × K) · B, or += if accumulate; B's row k is at b + k·ldb
+/// and width ≤ panel_width of its columns are used.
+template <class T>
+void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t width, T* c,
+                   std::size_t ldc, bool accumulate) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const std::size_t vectors = (width + 15) / 16, tail = width - 16 * (vectors - 1);
+    const __mmask16 last = tail == 16 ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);
+    if (vectors == 3) detail::panel_rows<3>(M, K, a, b, ldb, c, ldc, last, accumulate);
+    else if (vectors == 2) detail::panel_rows<2>(M, K, a, b, ldb, c, ldc, last, accumulate);
+    else if (vectors == 1) detail::panel_rows<1>(M, K, a, b, ldb, c, ldc, last, accumulate);
+    return;
+  }
+#endif
+  for (std::size_t r = 0; r < M; ++r) {
+    T* out = c + r * ldc;
+    if (!accumulate) std::fill_n(out, width, T(0));
+    for (std::size_t k = 0; k < K; ++k) {
+      const T value = a(r, k);
+      for (std::size_t j = 0; j < width; ++j) out[j] += value * b[k * ldb + j];
+    }
+  }
+}
+
+/// Depth of one pass over a panel: 384 rows of 48 floats (72 KiB) stay near the core while every
+/// row block of A runs over them.
+inline constexpr std::size_t panel_depth = 384;
+
+/// C (M × n, row stride ldc) = A (M × K) · B, B given as ceil(n / panel_width) panels: panel j's
+/// row k at b + j·panel_stride + k·ldb. Packed panels: ldb = panel_width, panel_stride =
+/// K·panel_width; a row-major K × n matrix: ldb = n, panel_stride = panel_width. K is taken in
+/// blocks of panel_depth, always in the same order, so the result depends on the shapes only.
+template <class T>
+void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
+                std::size_t n, T* c, std::size_t ldc) {
+  for (std::size_t k0 = 0; k0 < K; k0 += panel_depth) {
+    const std::size_t depth = std::min(panel_depth, K - k0);
+    const Strided<T> block{a.data + k0 * a.column_stride, a.row_stride, a.column_stride};
+    for (std::size_t j = 0; j * panel_width < n; ++j)
+      panel_product(M, depth, block, b + j * panel_stride + k0 * ldb, ldb, std::min(panel_width, n - j * panel_width),
+                    c + j * panel_width, ldc, k0 > 0);
+  }
+}
+
+}  // namespace ctnn::kernels
