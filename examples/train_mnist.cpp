@@ -314,6 +314,9 @@ int train(const Options& o) {
                                  : "no checkpoint was written yet; try a lower --lr");
     return exit_diverged;
   };
+  auto non_finite = [](const char* what, double value) {
+    return std::string(what) + " became " + (std::isnan(value) ? "NaN" : "infinite");
+  };
   // The name of the first parameter or buffer holding NaN or Inf, or "" when all are finite.
   auto first_non_finite_tensor = [&] {
     std::string found;
@@ -351,7 +354,7 @@ int train(const Options& o) {
       sets.train.fill_batch(std::span<const std::size_t>(order.data() + begin, n), images, labels);
       optimizer->set_lr(schedule(at.iteration));
       const float loss = ctnn::cross_entropy(model.forward(images, ctnn::Mode::train), std::span<const int>(labels), &grad);
-      if (!std::isfinite(loss)) return stop_diverged(std::string("the loss became ") + (std::isnan(loss) ? "NaN" : "infinite"));
+      if (!std::isfinite(loss)) return stop_diverged(non_finite("the loss", loss));
       optimizer->zero_grad();
       model.backward(grad);
       optimizer->step();
@@ -361,8 +364,11 @@ int train(const Options& o) {
 
       const bool evaluate_here = o.eval_every && at.batch % o.eval_every == 0;
       if (evaluate_here) {
+        // Finite weights can still overflow in the forward pass: a model whose test loss is not
+        // finite has diverged too, and is not saved over the last good checkpoint.
+        if (const double test_loss = evaluate_now().loss; !std::isfinite(test_loss))
+          return stop_diverged(non_finite("the test loss", test_loss));
         ++at.batch;  // the checkpoint resumes after this batch
-        evaluate_now();
         if (const std::string diverged = checkpoint(); !diverged.empty()) return stop_diverged(diverged);
         --at.batch;
       }
@@ -381,6 +387,7 @@ int train(const Options& o) {
   }
 
   const examples::Evaluation final_eval = evaluate_now();
+  if (!std::isfinite(final_eval.loss)) return stop_diverged(non_finite("the test loss", final_eval.loss));
   if (const std::string diverged = checkpoint(); !diverged.empty()) return stop_diverged(diverged);
   std::printf("test accuracy: %.4f (%zu images)\n", final_eval.accuracy, test_count);
   examples::print_confusion(final_eval);
