@@ -362,5 +362,28 @@ BOOST_AUTO_TEST_CASE(panel_gemm_matches_a_plain_product) {
   BOOST_TEST(checked > 100000u);
 }
 
+// The weight-gradient form: C += A · Gᵀ with G (n × K) packed transposed; C starts non-zero.
+BOOST_AUTO_TEST_CASE(panel_gemm_accumulates_a_transposed_pack) {
+  Rng rng(6);
+  for (std::size_t M : {3u, 9u, 16u})
+    for (std::size_t K : {7u, 390u})
+      for (std::size_t n : {16u, 32u, 50u, 96u}) {
+        std::vector<float> a(M * K), g(n * K), c(M * n);
+        for (auto* v : {&a, &g, &c})
+          for (auto& e : *v) e = float(rng.uniform(-1, 1));
+        const std::vector<float> c0 = c;
+        std::vector<float> panels((n + kernels::panel_width - 1) / kernels::panel_width * kernels::panel_width * K);
+        kernels::pack_transposed(g.data(), n, K, K, panels.data());
+        kernels::panel_gemm<float>(M, K, {a.data(), K, 1}, panels.data(), kernels::panel_width, K * kernels::panel_width,
+                                   n, c.data(), n, true);
+        for (std::size_t r = 0; r < M; ++r)
+          for (std::size_t j = 0; j < n; ++j) {
+            double expected = c0[r * n + j];
+            for (std::size_t k = 0; k < K; ++k) expected += double(a[r * K + k]) * g[j * K + k];
+            BOOST_TEST(std::abs(c[r * n + j] - expected) < 1e-5 * (1 + std::sqrt(double(K))));
+          }
+      }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -104,7 +104,14 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
       const auto [col, ld] = detail::columns<G>(x, first, count, thread);
       const detail::ConstRowMap<T> g(grad_out, M, count);
-      grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
+      if constexpr (has_panel_kernel<T>) {
+        // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
+        T* g_panels = scratch<T>(thread, Slot::transposed, count * ((M + panel_width - 1) / panel_width) * panel_width);
+        pack_transposed(grad_out, M, count, count, g_panels);
+        panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel_width, count * panel_width, M, pw, M, true);
+      } else {
+        grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
+      }
       if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
       if (!dx) continue;
       T* dcol = scratch<T>(thread, Slot::gradient, G::patch * count);
@@ -121,7 +128,10 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
     const std::size_t begin = s * slice, end = std::min(values, begin + slice);
     for (std::size_t group = 0; group < used_groups; ++group) {
       const T* p = partials + group * stride;
-      for (std::size_t i = begin; i < std::min(end, M * G::patch); ++i) dw[i] += p[i];
+      if constexpr (has_panel_kernel<T>)  // dwᵀ: dw[m][q] is at q·M + m
+        for (std::size_t i = begin; i < std::min(end, M * G::patch); ++i) dw[i] += p[i % G::patch * M + i / G::patch];
+      else
+        for (std::size_t i = begin; i < std::min(end, M * G::patch); ++i) dw[i] += p[i];
       if (dbias)
         for (std::size_t i = std::max(begin, M * G::patch); i < end; ++i) dbias[i - M * G::patch] += p[i];
     }

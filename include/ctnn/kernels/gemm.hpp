@@ -113,23 +113,35 @@ void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::
   }
 }
 
+/// Packs the transpose of a rows × columns row-major matrix m (row stride ld) as panels for
+/// panel_gemm (ldb = panel_width, panel_stride = columns · panel_width): panel j's row k holds
+/// m's rows [j·panel_width, (j + 1)·panel_width) at column k.
+template <class T>
+void pack_transposed(const T* m, std::size_t rows, std::size_t columns, std::size_t ld, T* panels) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    T* out = panels + r / panel_width * columns * panel_width + r % panel_width;
+    const T* in = m + r * ld;
+    for (std::size_t k = 0; k < columns; ++k) out[k * panel_width] = in[k];
+  }
+}
+
 /// Depth of one pass over a panel: 384 rows of 48 floats (72 KiB) stay near the core while every
 /// row block of A runs over them.
 inline constexpr std::size_t panel_depth = 384;
 
-/// C (M × n, row stride ldc) = A (M × K) · B, B given as ceil(n / panel_width) panels: panel j's
+/// C (M × n, row stride ldc) = A (M × K) · B (+= if accumulate), B given as ceil(n / panel_width) panels: panel j's
 /// row k at b + j·panel_stride + k·ldb. Packed panels: ldb = panel_width, panel_stride =
 /// K·panel_width; a row-major K × n matrix: ldb = n, panel_stride = panel_width. K is taken in
 /// blocks of panel_depth, always in the same order, so the result depends on the shapes only.
 template <class T>
 void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
-                std::size_t n, T* c, std::size_t ldc) {
+                std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
   for (std::size_t k0 = 0; k0 < K; k0 += panel_depth) {
     const std::size_t depth = std::min(panel_depth, K - k0);
     const Strided<T> block{a.data + k0 * a.column_stride, a.row_stride, a.column_stride};
     for (std::size_t j = 0; j * panel_width < n; ++j)
       panel_product(M, depth, block, b + j * panel_stride + k0 * ldb, ldb, std::min(panel_width, n - j * panel_width),
-                    c + j * panel_width, ldc, k0 > 0);
+                    c + j * panel_width, ldc, accumulate || k0 > 0);
   }
 }
 
