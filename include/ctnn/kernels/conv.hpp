@@ -31,14 +31,21 @@ using ConstStridedRowMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<
 // The patch matrix of tile columns [first, first + count) and its row stride. A 1×1, stride-1
 // convolution's patch matrix is its input, so a tile inside one image is read in place.
 template <class G, class T>
-std::pair<const T*, std::size_t> columns(const T* x, std::size_t first, std::size_t count, std::size_t thread) {
+std::pair<const T*, std::size_t> columns(const T* x, std::size_t first, std::size_t count, std::size_t thread,
+                                         PaddedImage<T>* padded) {
   if constexpr (G::pointwise) {
     const std::size_t n = first / G::positions, p = first % G::positions;
     if (p + count <= G::positions) return {x + n * G::image + p, G::positions};
   }
   T* col = scratch<T>(thread, Slot::columns, G::patch * count);
-  im2col_tile<G>(x, first, count, col, count);
+  im2col_tile<G>(x, first, count, col, count, padded);
   return {col, count};
+}
+
+// A task's zero-bordered image cache for im2col_tile, in the thread's scratch.
+template <class G, class T>
+PaddedImage<T> padded_cache(std::size_t thread) {
+  return {G::stride == 1 && G::padding > 0 ? scratch<T>(thread, Slot::padded, G::padded_image) : nullptr};
 }
 }  // namespace detail
 
@@ -66,15 +73,16 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
     const std::size_t m0 = std::min<std::size_t>(M, task % splits * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
     if (m == 0) return;
     T* out = scratch<T>(thread, Slot::tile, m * count);
+    PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if constexpr (has_panel_kernel<T>) {
       T* panels = scratch<T>(thread, Slot::columns, G::patch * ((count + panel_width - 1) / panel_width) * panel_width);
       for (std::size_t j = 0; j * panel_width < count; ++j)
         im2col_tile<G>(x, first + j * panel_width, std::min(panel_width, count - j * panel_width),
-                       panels + j * G::patch * panel_width, panel_width);
+                       panels + j * G::patch * panel_width, panel_width, &padded);
       panel_gemm<T>(m, G::patch, {w + m0 * G::patch, G::patch, 1}, panels, panel_width, G::patch * panel_width, count,
                     out, count);
     } else {
-      const auto [col, ld] = detail::columns<G>(x, first, count, thread);
+      const auto [col, ld] = detail::columns<G>(x, first, count, thread, &padded);
       detail::RowMap<T>(out, m, count).noalias() =
           detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
           detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
@@ -97,12 +105,13 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
     std::fill_n(pw, stride, T(0));
     detail::RowMap<T> grad_w(pw, M, G::patch);
     const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
+    PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if (dx) std::fill(dx + n0 * G::image, dx + n1 * G::image, T(0));
     for (std::size_t first = n0 * G::positions; first < n1 * G::positions; first += tc) {
       const std::size_t count = std::min(tc, n1 * G::positions - first);
       T* grad_out = scratch<T>(thread, Slot::tile, M * count);
       gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
-      const auto [col, ld] = detail::columns<G>(x, first, count, thread);
+      const auto [col, ld] = detail::columns<G>(x, first, count, thread, &padded);
       const detail::ConstRowMap<T> g(grad_out, M, count);
       if constexpr (has_panel_kernel<T>) {
         // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.

@@ -66,6 +66,8 @@ struct ConvGeometry {
   static constexpr std::size_t patch = std::size_t(C) * K * K;
   static constexpr std::size_t image = std::size_t(C) * H * W;
   static constexpr bool pointwise = K == 1 && S == 1 && P == 0;
+  static constexpr int padded_height = H + 2 * P, padded_width = W + 2 * P;
+  static constexpr std::size_t padded_image = std::size_t(C) * padded_height * padded_width;
 
   // For output column ox and kernel column kx, the input column is ox·S + kx − P; these give the
   // range of ox in [begin, end) whose input column lies inside the image.
@@ -91,11 +93,57 @@ void for_each_row_run(std::size_t first, std::size_t count, F&& f) {
   }
 }
 
-/// Writes columns [first, first + count) of the batch x's column matrix to col: row r (patch entry
-/// r) at col + r·ld. Entries over the padding are zero.
+/// One image of a batch with a zero border of G::padding around every channel plane, in a buffer
+/// of G::padded_image values; it is rebuilt only when a different image is asked for, so
+/// consecutive im2col calls of one task copy each image once.
+template <class T>
+struct PaddedImage {
+  T* values;
+  std::size_t image = std::size_t(-1);  // the batch index `values` holds
+};
+
 template <class G, class T>
-void im2col_tile(const T* x, std::size_t first, std::size_t count, T* col, std::size_t ld) {
+const T* padded_image(const T* x, std::size_t n, PaddedImage<T>& cache) {
+  constexpr int P = G::padding, Wp = G::padded_width;
+  if (cache.image == n) return cache.values;
+  T* out = cache.values;
+  for (int c = 0; c < G::channels; ++c) {
+    const T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
+    zero_row(P * Wp, out);
+    out += P * Wp;
+    for (int y = 0; y < G::height; ++y, out += Wp) {
+      zero_row(P, out);
+      copy_row(plane + y * G::width, G::width, out + P);
+      zero_row(P, out + P + G::width);
+    }
+    zero_row(P * Wp, out);
+    out += P * Wp;
+  }
+  cache.image = n;
+  return cache.values;
+}
+
+/// Writes columns [first, first + count) of the batch x's column matrix to col: row r (patch entry
+/// r) at col + r·ld. Entries over the padding are zero. With `padded` (stride 1 and padding only),
+/// the rows are read from a zero-bordered copy of each image: plain copies, no border arithmetic.
+template <class G, class T>
+void im2col_tile(const T* x, std::size_t first, std::size_t count, T* col, std::size_t ld,
+                 PaddedImage<T>* padded = nullptr) {
   constexpr int S = G::stride, P = G::padding, K = G::kernel;
+  if constexpr (S == 1 && P > 0) {
+    if (padded) {
+      for_each_row_run<G>(first, count, [&](std::size_t n, int oy, int ox0, int length, std::size_t offset) {
+        const T* image = padded_image<G>(x, n, *padded);
+        T* out = col + offset;
+        for (int c = 0; c < G::channels; ++c)
+          for (int ky = 0; ky < K; ++ky) {
+            const T* in = image + (std::size_t(c) * G::padded_height + oy + ky) * G::padded_width + ox0;
+            for (int kx = 0; kx < K; ++kx, out += ld) copy_row(in + kx, length, out);
+          }
+      });
+      return;
+    }
+  }
   for_each_row_run<G>(first, count, [&](std::size_t n, int oy, int ox0, int length, std::size_t offset) {
     const int ox1 = ox0 + length;
     T* out = col + offset;
