@@ -385,5 +385,43 @@ BOOST_AUTO_TEST_CASE(panel_gemm_accumulates_a_transposed_pack) {
       }
 }
 
+// Float convolutions take other routes than the double ones the gradient checks use (panel
+// kernel; the input gradient of a size-keeping stride-1 convolution as a convolution of dy with
+// flipped weights): their forward and backward must agree with double precision.
+template <class Conv, ShapeType In>
+void check_float_against_double() {
+  Model<Conv, In, float> single(4);
+  Model<Conv, In, double> reference(4);
+  auto& ws = single.network().weight.value;
+  auto& wd = reference.network().weight.value;
+  Rng rng(9);
+  for (std::size_t i = 0; i < ws.size(); ++i) wd[i] = ws[i] = float(rng.uniform(-1, 1));
+  Batch<In, float> xs(3);
+  Batch<In, double> xd(3);
+  for (std::size_t i = 0; i < xs.value_count(); ++i) xd.data()[i] = xs.data()[i] = float(rng.uniform(-1, 1));
+  const auto& ys = single.forward(xs, Mode::train);
+  const auto& yd = reference.forward(xd, Mode::train);
+  typename Model<Conv, In, float>::Output gs(3);
+  typename Model<Conv, In, double>::Output gd(3);
+  for (std::size_t i = 0; i < gs.value_count(); ++i) gd.data()[i] = gs.data()[i] = float(rng.uniform(-1, 1));
+  Batch<In, float> dxs;
+  Batch<In, double> dxd;
+  single.zero_grad(), reference.zero_grad();
+  single.backward(gs, &dxs);
+  reference.backward(gd, &dxd);
+  // Sums of up to ~100 products of values in [-1, 1]: float rounding stays far below 1e-5 of scale.
+  auto close = [](double a, double b) { return std::abs(a - b) <= 1e-5 * (1 + std::abs(b)); };
+  for (std::size_t i = 0; i < ys.value_count(); ++i) BOOST_TEST(close(ys.data()[i], yd.data()[i]), "y[" << i << "]");
+  for (std::size_t i = 0; i < dxs.value_count(); ++i) BOOST_TEST(close(dxs.data()[i], dxd.data()[i]), "dx[" << i << "]");
+  for (std::size_t i = 0; i < ws.size(); ++i)
+    BOOST_TEST(close(single.network().weight.grad[i], reference.network().weight.grad[i]), "dw[" << i << "]");
+}
+BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
+  check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 7>>();   // dx by flipped convolution
+  check_float_against_double<Conv2d<4, 9, 1>, Shape<4, 6, 6>>();         // pointwise, dx likewise
+  check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dcol and col2im
+  check_float_against_double<Conv2d<2, 3, 5, 1, 2>, Shape<2, 6, 5>>();   // 5×5, padding 2
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
