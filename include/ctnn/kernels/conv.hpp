@@ -75,7 +75,7 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
     T* out = scratch<T>(thread, Slot::tile, m * count);
     PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if constexpr (has_panel_kernel<T>) {
-      T* panels = scratch<T>(thread, Slot::columns, G::patch * ((count + panel_width - 1) / panel_width) * panel_width);
+      T* panels = scratch<T>(thread, Slot::columns, G::patch * whole_panels(count));
       for (std::size_t j = 0; j * panel_width < count; ++j)
         im2col_tile<G>(x, first + j * panel_width, std::min(panel_width, count - j * panel_width),
                        panels + j * G::patch * panel_width, panel_width, &padded);
@@ -121,7 +121,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       const detail::ConstRowMap<T> g(grad_out, M, count);
       if constexpr (has_panel_kernel<T>) {
         // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
-        T* g_panels = scratch<T>(thread, Slot::transposed, count * ((M + panel_width - 1) / panel_width) * panel_width);
+        T* g_panels = scratch<T>(thread, Slot::transposed, count * whole_panels(M));
         pack_transposed(grad_out, M, count, count, g_panels);
         panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel_width, count * panel_width, M, pw, M, true);
       } else {

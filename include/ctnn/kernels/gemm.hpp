@@ -17,6 +17,9 @@ namespace ctnn::kernels {
 /// Columns of a packed panel: three AVX-512 vectors of float.
 inline constexpr std::size_t panel_width = 48;
 
+/// n columns rounded up to whole panels: what a buffer of packed panels holds per row.
+constexpr std::size_t whole_panels(std::size_t n) { return (n + panel_width - 1) / panel_width * panel_width; }
+
 /// A matrix operand read in place: element (r, k) at data[r·row_stride + k·column_stride], so a
 /// row-major matrix and its transpose need no copy.
 template <class T>
