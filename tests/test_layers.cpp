@@ -4,8 +4,10 @@
 
 #include <ctnn/ctnn.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 #include "gradient_check.hpp"
 
@@ -129,6 +131,44 @@ BOOST_AUTO_TEST_CASE(eval_mode_folding_matches_the_layers_run_one_by_one) {
     BOOST_TEST(y.values()[i] == expected.values()[i], tt::tolerance(1e-5f));
   BOOST_TEST(std::count(hidden.values().begin(), hidden.values().end(), 0.0f) > 0);  // the ReLU clamped some
   BOOST_TEST(net.layer<1>().num_batches_tracked.value == 0);
+}
+
+BOOST_AUTO_TEST_CASE(train_mode_batchnorm_relu_fusion_matches_the_layers_run_one_by_one) {
+  // In train mode Sequential runs BatchNorm → ReLU as one pass and never stores the BatchNorm
+  // output; outputs, running statistics and every gradient must be those of the separate layers.
+  using In = Shape<2, 5, 4>;
+  Model<Sequential<BatchNorm2d<2>, ReLU, Conv2d<2, 3, 3, 1, 1>>, In> fused(4);
+  Model<BatchNorm2d<2>, In> bn;
+  Model<ReLU, In> relu;
+  Model<Conv2d<2, 3, 3, 1, 1>, In> conv;
+  Rng rng(5);
+  auto& net = fused.network();
+  for (auto* p : {&net.layer<0>().weight.value, &net.layer<0>().bias.value})
+    for (auto& v : *p) v = float(rng.uniform(-2, 2));
+  bn.network().weight.value = net.layer<0>().weight.value;
+  bn.network().bias.value = net.layer<0>().bias.value;
+  conv.network().weight.value = net.layer<2>().weight.value;
+  Batch<In> x(3);
+  for (auto& v : x.values()) v = float(rng.uniform(-1, 1));
+  const auto& hidden = relu.forward(bn.forward(x, Mode::train), Mode::train);
+  const auto& expected = conv.forward(hidden, Mode::train);
+  const auto& y = fused.forward(x, Mode::train);
+  BOOST_TEST(values_of(y) == values_of(expected), tt::per_element());
+  BOOST_TEST(net.layer<0>().running_mean.value == bn.network().running_mean.value, tt::per_element());
+  BOOST_TEST(net.layer<0>().running_var.value == bn.network().running_var.value, tt::per_element());
+  BOOST_TEST(std::count(hidden.values().begin(), hidden.values().end(), 0.0f) > 0);  // the ReLU clamped some
+
+  Batch<Shape<3, 5, 4>> dy(3);
+  for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
+  Batch<In> dx, dhidden, dnormalised, dx_expected;
+  fused.backward(dy, &dx);
+  conv.backward(dy, &dhidden);
+  relu.backward(dhidden, &dnormalised);
+  bn.backward(dnormalised, &dx_expected);
+  BOOST_TEST(values_of(dx) == values_of(dx_expected), tt::per_element());
+  BOOST_TEST(net.layer<0>().weight.grad == bn.network().weight.grad, tt::per_element());
+  BOOST_TEST(net.layer<2>().weight.grad == conv.network().weight.grad, tt::per_element());
+  BOOST_TEST(net.layer<0>().weight.grad[0] != 0.0f);
 }
 
 BOOST_AUTO_TEST_CASE(batchnorm_rejects_a_single_value_per_channel_in_training) {
@@ -316,6 +356,41 @@ BOOST_AUTO_TEST_CASE(gradients_accumulate_until_zeroed) {
   BOOST_TEST(m.network().weight.grad[1] == 4.0f);
   m.zero_grad();
   BOOST_TEST(m.network().weight.grad[1] == 0.0f);
+}
+
+BOOST_AUTO_TEST_CASE(intermediate_gradients_share_a_few_pooled_buffers) {
+  // Gradients between layers live in pooled buffers only while backward() crosses them: a
+  // 30-layer network ends a step holding a handful, the second step allocates none, and reusing
+  // them changes no result.
+  using Net = MnistResNet18<>;
+  Model<Net, Shape<1, 28, 28>> model(2);
+  Batch<Shape<1, 28, 28>> x(4);
+  Rng rng(9);
+  for (auto& v : x.values()) v = float(rng.uniform(0, 1));
+  Batch<Shape<10, 1, 1>> dy(4);
+  for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
+  auto& pool = ctnn::detail::free_gradient_buffers<float>();
+  pool.clear();
+  auto step = [&] {
+    model.zero_grad();
+    model.forward(x, Mode::train);
+    model.backward(dy);
+    std::vector<float> grads;
+    model.visit(OnParameters{[&](const std::string&, Parameter<float>& p) { grads.insert(grads.end(), p.grad.begin(), p.grad.end()); }});
+    std::vector<const float*> buffers;
+    for (const auto& buffer : pool) buffers.push_back(buffer.data());
+    std::sort(buffers.begin(), buffers.end());
+    return std::pair(grads, buffers);
+  };
+  const auto [grads1, buffers1] = step();
+  const auto [grads2, buffers2] = step();
+  std::size_t layers = 0;
+  Model<Net, Shape<1, 28, 28>>::describe([&](const LayerRow&) { ++layers; });
+  BOOST_TEST(layers > 40);
+  BOOST_TEST(buffers1.size() >= 2);
+  BOOST_TEST(buffers1.size() <= 8);  // two per nesting level, not one per layer
+  BOOST_TEST(buffers2 == buffers1, tt::per_element());  // the same allocations, reused
+  BOOST_TEST(grads2 == grads1, tt::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

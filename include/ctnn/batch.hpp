@@ -7,6 +7,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ctnn/shape.hpp"
@@ -58,6 +59,18 @@ class Batch {
   }
 
   void set_zero() { std::fill_n(values_.data(), value_count(), T(0)); }
+
+  /// Hands the allocation over and leaves the batch empty; adopt_storage() takes one in. Lets
+  /// batches of different shapes whose contents are never needed at once share memory (see
+  /// gradient_pool.hpp).
+  AlignedVector<T> release_storage() {
+    batch_size_ = 0;
+    return std::exchange(values_, {});
+  }
+  void adopt_storage(AlignedVector<T>&& storage) {
+    values_ = std::move(storage);
+    batch_size_ = 0;
+  }
 
  private:
   AlignedVector<T> values_;

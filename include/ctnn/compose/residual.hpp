@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "ctnn/compose/named.hpp"
+#include "ctnn/gradient_pool.hpp"
 #include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/layers/identity.hpp"
 #include "ctnn/module.hpp"
@@ -45,20 +46,27 @@ struct Residual {
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
+      borrow_gradient_buffer(sum_grad_);
       sum_grad_.resize(y.batch_size());
       kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
         kernels::array(sum_grad_, begin, end) = (kernels::array(y, begin, end) > T(0)).select(kernels::array(dy, begin, end), T(0));
       });
       main_.backward(x, main_out_, sum_grad_, dx);
-      if (!identity_shortcut) shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
-      if (!dx) return;
-      const auto& shortcut_grad = [&]() -> const auto& {
-        if constexpr (identity_shortcut) return sum_grad_;
-        else return shortcut_dx_;
-      }();
-      kernels::parallel_slices(dx->value_count(), [&](std::size_t begin, std::size_t end) {
-        kernels::array(*dx, begin, end) += kernels::array(shortcut_grad, begin, end);
-      });
+      if constexpr (!identity_shortcut) {
+        if (dx) borrow_gradient_buffer(shortcut_dx_);
+        shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
+      }
+      if (dx) {
+        const auto& shortcut_grad = [&]() -> const auto& {
+          if constexpr (identity_shortcut) return sum_grad_;
+          else return shortcut_dx_;
+        }();
+        kernels::parallel_slices(dx->value_count(), [&](std::size_t begin, std::size_t end) {
+          kernels::array(*dx, begin, end) += kernels::array(shortcut_grad, begin, end);
+        });
+      }
+      return_gradient_buffer(sum_grad_);
+      return_gradient_buffer(shortcut_dx_);
     }
 
     template <class F>
@@ -84,7 +92,8 @@ struct Residual {
    private:
     MainModule main_;
     ShortcutModule shortcut_;
-    Batch<output_shape, T> main_out_, shortcut_out_, sum_grad_;
+    Batch<output_shape, T> main_out_, shortcut_out_;
+    Batch<output_shape, T> sum_grad_;  // gradients: pooled buffers, held only during backward()
     Batch<In, T> shortcut_dx_;
   };
 };

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "ctnn/compose/named.hpp"
+#include "ctnn/gradient_pool.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -30,6 +31,8 @@ template <class M>
 concept ProvidesEvalTransform = requires(M& m) { m.eval_transform(true); };
 template <class M>
 concept IsReLU = requires { requires M::is_relu; };
+template <class M>
+concept FusesFollowingReLU = requires { requires M::fuses_following_relu; };
 
 template <class T, class Tuple>
 struct OutputBatches;
@@ -68,7 +71,8 @@ struct Sequential {
     }();
 
     /// In eval mode, conv → BatchNorm (→ ReLU) runs as one pass (see folded_length); the
-    /// intermediate outputs it skips are recomputed only if backward() follows.
+    /// intermediate outputs it skips are recomputed only if backward() follows. In train mode,
+    /// BatchNorm → ReLU runs as one pass (see fuses_relu).
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       intermediates_skipped_ = false;
       forward_from<0>(x, y, mode);
@@ -121,6 +125,17 @@ struct Sequential {
       return 1;
     }
 
+    // Layer I applies the ReLU at I + 1 as it stores (BatchNorm does); ReLU's backward reads only
+    // its own output, and BatchNorm's reads only its input, so nothing needs the skipped output.
+    template <std::size_t I>
+    static constexpr bool fuses_relu() {
+      if constexpr (I + 1 < count)
+        return detail::FusesFollowingReLU<std::tuple_element_t<I, Modules>> &&
+               detail::IsReLU<std::tuple_element_t<I + 1, Modules>>;
+      else
+        return false;
+    }
+
     template <std::size_t I>
     void forward_from(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       if constexpr (I < count) {
@@ -132,6 +147,10 @@ struct Sequential {
             intermediates_skipped_ = true;
             return forward_from<I + folded>(x, y, mode);
           }
+        }
+        if constexpr (fuses_relu<I>()) {  // BatchNorm → ReLU: the BatchNorm output is never stored
+          std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true);
+          return forward_from<I + 2>(x, y, mode);
         }
         std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode);
         forward_from<I + 1>(x, y, mode);
@@ -174,12 +193,15 @@ struct Sequential {
         if constexpr (I == 0) return dx;
         else return &std::get<I - 1>(grads_);
       }();
+      if constexpr (I > 0) borrow_gradient_buffer(*grad_in);
       std::get<I>(layers_).backward(input_of<I>(x), output_of<I>(y), grad_out, grad_in);
+      if constexpr (I < count - 1) return_gradient_buffer(std::get<I>(grads_));  // consumed
     }
 
     Modules layers_;
     // outputs_[I] / grads_[I]: layer I's output and its gradient; the last entries stay empty
-    // because the caller's y and dy take their place.
+    // because the caller's y and dy take their place. A gradient holds a pooled buffer only
+    // while backward() needs it.
     typename detail::OutputBatches<T, Modules>::type outputs_;
     typename detail::OutputBatches<T, Modules>::type grads_;
     bool intermediates_skipped_ = false;  // the last forward was folded (eval mode)

@@ -3,6 +3,7 @@
 #include <array>
 #include <type_traits>
 
+#include "ctnn/gradient_pool.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -53,9 +54,12 @@ struct Stage {
       } else {
         for (std::size_t i = copies; i-- > 0;) {
           const Batch<Mid, T>& grad_out = i + 1 == copies ? dy : grads_[i + 1];
+          borrow_gradient_buffer(grads_[i]);
           repeated_[i].backward(outputs_[i], i + 1 == copies ? y : outputs_[i + 1], grad_out, &grads_[i]);
+          if (i + 1 < copies) return_gradient_buffer(grads_[i + 1]);
         }
         first_.backward(x, outputs_[0], grads_[0], dx);
+        return_gradient_buffer(grads_[0]);
       }
     }
 
@@ -81,7 +85,8 @@ struct Stage {
 
     FirstModule first_;
     std::array<RepeatedModule, copies> repeated_;
-    // outputs_[i]: input of repeated block i (output of the block before it); grads_[i]: its gradient.
+    // outputs_[i]: input of repeated block i (output of the block before it); grads_[i]: its
+    // gradient, holding a pooled buffer only while backward() needs it.
     std::array<Batch<Mid, T>, copies> outputs_;
     std::array<Batch<Mid, T>, copies> grads_;
   };

@@ -41,7 +41,9 @@ struct BatchNorm2d {
     Buffer<T> running_var{{Channels}, T(1)};
     Counter num_batches_tracked;
 
-    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode) {
+    /// With `relu`, the stored value is clamped at 0: Sequential runs BatchNorm → ReLU this way,
+    /// so the BatchNorm output (which backward() does not read) is never stored.
+    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode, bool relu = false) {
       const std::size_t batch = x.batch_size();
       y.resize(batch);
       last_mode_ = mode;
@@ -70,11 +72,15 @@ struct BatchNorm2d {
         for (std::size_t n = 0; n < batch; ++n) {
           const T* in = x.image(n) + c * plane;
           T* out = y.image(n) + c * plane;
-          for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
+          if (relu)
+            for (std::size_t i = 0; i < plane; ++i) out[i] = std::max(in[i] * scale + shift, T(0));
+          else
+            for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
         }
       });
       if (mode == Mode::train) ++num_batches_tracked.value;
     }
+    static constexpr bool fuses_following_relu = true;
 
     /// Eval mode as a per-channel map y = x · scale + shift (plus a ReLU if `relu`), for the layer
     /// before to apply while it stores its output; forward(x, y, Mode::eval) in one pass less.
