@@ -67,6 +67,7 @@ struct Options {
   std::uint64_t seed = 0;
   int threads = 0;
   std::size_t eval_every = 100;
+  std::size_t recompute_bn = 4096;
   std::size_t limit_train = 0;
   std::size_t limit_test = 0;
   std::int64_t stop_after = 0;
@@ -80,7 +81,7 @@ nlohmann::json run_definition(const Options& o) {
           {"nesterov", o.nesterov},   {"gamma", o.gamma},         {"step_size", o.step_size}, {"milestones", o.milestones},
           {"warmup", o.warmup},       {"seed", o.seed},           {"eval_every", o.eval_every},
           {"limit_train", o.limit_train}, {"limit_test", o.limit_test}, {"data", o.data},
-          {"eval_batch_size", o.eval_batch_size}, {"epochs", o.epochs}};
+          {"eval_batch_size", o.eval_batch_size}, {"epochs", o.epochs}, {"recompute_bn", o.recompute_bn}};
 }
 
 struct CurvePoint {
@@ -278,6 +279,9 @@ int train(const Options& o) {
   std::printf("ctnn: %s lr %g momentum %g weight decay %g, schedule %s, batch %zu, %d epoch(s), %d thread(s)\n",
               o.optimizer.c_str(), o.lr, o.momentum, o.weight_decay, o.schedule.c_str(), o.batch_size, o.epochs,
               int(ctnn::num_threads()));
+  if (o.recompute_bn >= 2)
+    std::printf("ctnn: BatchNorm statistics recomputed over %zu training images before each evaluation (--recompute-bn)\n",
+                std::min(o.recompute_bn, train_count));
 
   M model(o.seed);
   auto optimizer = make_optimizer(o, ctnn::named_parameters(model));
@@ -334,7 +338,25 @@ int train(const Options& o) {
     last_saved = at.iteration;
     return {};
   };
+  // BatchNorm statistics for the weights as they are (ctnn::update_bn), from training images
+  // spread evenly over the set, in batches of batch-size to 2 × batch-size − 1 images.
+  typename M::Input statistics_images;
+  std::vector<std::size_t> statistics_indices;
+  auto recompute_bn = [&] {
+    const std::size_t n = std::min(o.recompute_bn, train_count), parts = std::max<std::size_t>(1, n / o.batch_size);
+    if (n < 2) return;
+    std::size_t part = 0;
+    ctnn::update_bn(model, [&]() -> const typename M::Input* {
+      if (part == parts) return nullptr;
+      statistics_indices.clear();
+      for (std::size_t i = part * n / parts; i < (part + 1) * n / parts; ++i) statistics_indices.push_back(i * train_count / n);
+      ++part;
+      sets.train.fill_batch(std::span<const std::size_t>(statistics_indices), statistics_images, labels);
+      return &statistics_images;
+    });
+  };
   auto evaluate_now = [&] {
+    recompute_bn();
     const examples::Evaluation e = examples::evaluate(model, sets.test, o.eval_batch_size, test_count);
     const double train_loss = at.loss_count ? at.loss_sum / double(at.loss_count) : NAN;
     const int epoch = std::min(at.epoch, o.epochs - 1) + 1;  // the final evaluation belongs to the last epoch
@@ -424,6 +446,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the initial weights and the shuffling");
   app.add_option("--threads", o.threads, "worker threads (0: one per core)")->check(examples::non_negative);
   app.add_option("--eval-every", o.eval_every, "evaluate and checkpoint every N batches (0: only at the end)");
+  app.add_option("--recompute-bn", o.recompute_bn,
+                 "before each evaluation and checkpoint, recompute BatchNorm's running statistics over N training "
+                 "images (torch.optim.swa_utils.update_bn; 0: keep the momentum averages, as PyTorch's model.eval())")
+      ->check(examples::zero_or_between(2, 1e9));
   app.add_option("--out", o.out, "output directory");
   app.add_option("--resume", o.resume, "continue the run saved in this directory")->check(CLI::ExistingDirectory);
   app.add_option("--limit-train", o.limit_train, "use only the first N training images (0: all)");
@@ -461,6 +487,7 @@ int main(int argc, char** argv) {
       saved.at("seed").get_to(resumed.seed), saved.at("eval_every").get_to(resumed.eval_every);
       saved.at("limit_train").get_to(resumed.limit_train), saved.at("limit_test").get_to(resumed.limit_test);
       saved.at("eval_batch_size").get_to(resumed.eval_batch_size);
+      resumed.recompute_bn = saved.value("recompute_bn", std::size_t{0});  // runs saved before the flag kept the averages
       if (!app.count("--data")) saved.at("data").get_to(resumed.data);
       if (!app.count("--out")) resumed.out = o.resume;
       resumed.epochs = epochs;

@@ -171,6 +171,60 @@ BOOST_AUTO_TEST_CASE(train_mode_batchnorm_relu_fusion_matches_the_layers_run_one
   BOOST_TEST(net.layer<0>().weight.grad[0] != 0.0f);
 }
 
+BOOST_AUTO_TEST_CASE(update_bn_averages_batch_statistics_for_the_current_weights) {
+  // update_bn replaces the momentum averages by the plain average over the batches given: the
+  // mean of the batch means and of the unbiased batch variances (PyTorch's momentum=None).
+  using In = Shape<2, 5, 4>;
+  using Mid = Shape<3, 5, 4>;
+  Model<Sequential<Conv2d<2, 3, 3, 1, 1>, BatchNorm2d<3>, ReLU>, In> model(6);
+  Model<Conv2d<2, 3, 3, 1, 1>, In> conv;
+  conv.network().weight.value = model.network().layer<0>().weight.value;
+  auto& bn = model.network().layer<1>();
+  Rng rng(8);
+  std::vector<Batch<In>> batches;
+  for (std::size_t n : {2, 3, 4}) {
+    batches.emplace_back(n);
+    const double offset = rng.uniform(-1, 1);
+    for (auto& v : batches.back().values()) v = float(offset + rng.uniform(-1, 1) * double(n));
+  }
+  model.forward(batches[0], Mode::train);  // momentum averages that update_bn must discard
+  const auto weights = bn.weight.value;
+  std::vector<double> mean(3, 0.0), var(3, 0.0);
+  for (const auto& b : batches) {
+    const auto& y = conv.forward(b);
+    const double count = double(b.batch_size() * Mid::plane);
+    for (int c = 0; c < 3; ++c) {
+      double sum = 0, squares = 0;
+      for (std::size_t n = 0; n < b.batch_size(); ++n)
+        for (std::size_t i = 0; i < Mid::plane; ++i) sum += y.image(n)[c * Mid::plane + i];
+      for (std::size_t n = 0; n < b.batch_size(); ++n)
+        for (std::size_t i = 0; i < Mid::plane; ++i) squares += std::pow(y.image(n)[c * Mid::plane + i] - sum / count, 2);
+      mean[c] += sum / count / 3;
+      var[c] += squares / (count - 1) / 3;
+    }
+  }
+  std::size_t next = 0;
+  update_bn(model, [&]() -> const Batch<In>* { return next < batches.size() ? &batches[next++] : nullptr; });
+  for (int c = 0; c < 3; ++c) {
+    BOOST_TEST(bn.running_mean.value[c] == mean[c], tt::tolerance(1e-5));
+    BOOST_TEST(bn.running_var.value[c] == var[c], tt::tolerance(1e-5));
+  }
+  BOOST_TEST(bn.num_batches_tracked.value == 3);
+  BOOST_TEST(bn.weight.value == weights, tt::per_element());
+  BOOST_TEST(!ctnn::detail::cumulative_batchnorm_statistics);
+  model.forward(batches[0], Mode::train);  // back to momentum 0.1 afterwards
+  const auto& y = conv.forward(batches[0]);
+  double sum = 0;
+  for (std::size_t n = 0; n < 2; ++n)
+    for (std::size_t i = 0; i < Mid::plane; ++i) sum += y.image(n)[i];
+  BOOST_TEST(bn.running_mean.value[0] == 0.9 * mean[0] + 0.1 * sum / double(2 * Mid::plane), tt::tolerance(1e-5));
+
+  Model<Conv2d<2, 3, 3, 1, 1>, In> no_batchnorm;
+  std::size_t calls = 0;
+  update_bn(no_batchnorm, [&]() -> const Batch<In>* { ++calls; return nullptr; });
+  BOOST_TEST(calls == 0);
+}
+
 BOOST_AUTO_TEST_CASE(batchnorm_rejects_a_single_value_per_channel_in_training) {
   Model<BatchNorm2d<1>, Shape<1, 1, 1>> m;
   Batch<Shape<1, 1, 1>> x(1);

@@ -25,6 +25,15 @@ inline CLI::Validator number_in(double low, double high, bool open_low, std::str
       description);
 }
 
+/// 0 (a feature switched off) or a number in [low, high].
+inline CLI::Validator zero_or_between(double low, double high) {
+  const std::string description = "0 or between " + std::to_string(long(low)) + " and " + std::to_string(long(high));
+  const CLI::Validator range = number_in(low, high, false, description);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string { return text == "0" ? std::string() : range(text); },
+      description);
+}
+
 inline const CLI::Validator positive = number_in(0, HUGE_VAL, true, "positive");
 inline const CLI::Validator non_negative = number_in(0, HUGE_VAL, false, "zero or positive");
 inline CLI::Validator between(double low, double high) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ctnn/batch.hpp"
+#include "ctnn/batchnorm_statistics.hpp"
 #include "ctnn/compose/named.hpp"
 #include "ctnn/compose/residual.hpp"
 #include "ctnn/compose/sequential.hpp"

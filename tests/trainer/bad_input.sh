@@ -55,6 +55,7 @@ expect "resnet99" "$train" --model resnet99
 expect "--lr" "$train" --lr fast
 expect "--batch-size" "$train" --batch-size 1
 expect "--momentum" "$train" --momentum 2
+expect "--recompute-bn" "$train" --recompute-bn 1
 expect "--resume" "$train" --resume "$work/no-such-run"
 expect "--threads" "$evaluate" --threads -1
 expect "--checkpoint" "$evaluate" --checkpoint "$work/no-such-run"

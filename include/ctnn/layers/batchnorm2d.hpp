@@ -9,6 +9,12 @@
 
 namespace ctnn {
 
+namespace detail {
+// Set by update_bn (batchnorm_statistics.hpp) in the calling thread: train-mode forwards then
+// make the running statistics the plain average over the batches seen, PyTorch's momentum=None.
+inline thread_local bool cumulative_batchnorm_statistics = false;
+}  // namespace detail
+
 /// BatchNorm2d<C>: per-channel normalisation over (N, H, W), affine weight and bias, eps 1e-5,
 /// momentum 0.1. Train mode uses the biased batch variance and updates running_mean/running_var
 /// (unbiased) and num_batches_tracked; eval mode uses the running statistics. Shape preserved.
@@ -50,6 +56,8 @@ struct BatchNorm2d {
       const std::size_t count = batch * plane;
       if (mode == Mode::train && count < 2)
         throw std::invalid_argument("BatchNorm2d: expected more than 1 value per channel when training");
+      const double update_weight =  // of this batch in the running statistics
+          detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
       // One task per channel: its statistics, running-statistics update and normalisation.
       parallel_for(Channels, [&](std::size_t c, std::size_t) {
         if (mode == Mode::train) {
@@ -63,8 +71,8 @@ struct BatchNorm2d {
           });
           const double var = squares / double(count);
           set_statistics(c, m, T(1.0 / std::sqrt(var + eps)));
-          running_mean.value[c] = T((1 - momentum) * running_mean.value[c] + momentum * mean);
-          running_var.value[c] = T((1 - momentum) * running_var.value[c] + momentum * squares / double(count - 1));
+          running_mean.value[c] = T((1 - update_weight) * running_mean.value[c] + update_weight * mean);
+          running_var.value[c] = T((1 - update_weight) * running_var.value[c] + update_weight * squares / double(count - 1));
         } else {
           use_running_statistics(c);
         }
