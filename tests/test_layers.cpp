@@ -550,6 +550,10 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<4, 9, 1>, Shape<4, 6, 6>>();         // pointwise, dx likewise
   check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dcol and col2im
   check_float_against_double<Conv2d<2, 3, 5, 1, 2>, Shape<2, 6, 5>>();   // 5×5, padding 2
+  // Rows of 8·P or more: the image is read in place (conv_forward_in_place), forward and dx.
+  check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 10>>();
+  check_float_against_double<Conv2d<3, 17, 5, 1, 2>, Shape<3, 7, 17>>();  // 8 + 8 + 1 rows, 2 panels
+  check_float_against_double<Conv2d<2, 40, 3, 1, 1>, Shape<2, 6, 12>>();  // channels split in two tasks
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,7 +7,9 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
@@ -42,6 +44,60 @@ std::pair<const T*, std::size_t> columns(const T* x, std::size_t first, std::siz
   return {col, count};
 }
 
+// Stride-1 convolutions that keep the image size, on rows long enough that computing the 2P
+// columns of padding too (each output row as wide as the padded row) costs less than im2col: B is
+// read in place from a zero-bordered copy of the image, kernel tap (c, ky, kx) being that copy
+// shifted by c·Hp·Wp + ky·Wp + kx, and output column q = oy·Wp + ox (columns ox ≥ W are dropped).
+template <class G, class T>
+constexpr bool reads_image_in_place = has_panel_kernel<T> && G::stride == 1 && G::padding > 0 &&
+                                      G::out_height == G::height && G::out_width == G::width &&
+                                      G::width >= 8 * G::padding;
+
+template <class G>
+inline const std::array<std::uint32_t, G::patch> tap_offsets = [] {
+  std::array<std::uint32_t, G::patch> offsets{};
+  constexpr int K = G::kernel;
+  for (int c = 0; c < G::channels; ++c)
+    for (int ky = 0; ky < K; ++ky)
+      for (int kx = 0; kx < K; ++kx)
+        offsets[(std::size_t(c) * K + ky) * K + kx] =
+            std::uint32_t((std::size_t(c) * G::padded_height + ky) * G::padded_width + kx);
+  return offsets;
+}();
+
+// Batches of 1–3 images: tasks also split the output channels, in whole 8-row register tiles, so
+// every thread has work. Returns {splits, rows per split}.
+template <int M>
+std::pair<std::size_t, std::size_t> channel_splits(std::size_t units) {
+  const std::size_t splits = units >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + units - 1) / units, M / 16));
+  return {splits, ((M + splits - 1) / splits + 7) / 8 * 8};
+}
+
+// conv_forward for reads_image_in_place geometries: one task per image (and channel split).
+template <class G, int M, class T>
+void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
+  constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
+  constexpr std::size_t slack = 64;  // the last rows' dropped columns read up to 2P values past the copy
+  static_assert(2 * G::padding <= int(slack));
+  const auto [splits, rows] = channel_splits<M>(N);
+  parallel_for(N * splits, [&](std::size_t task, std::size_t thread) {
+    const std::size_t n = task / splits, m0 = std::min<std::size_t>(M, task % splits * rows);
+    const std::size_t m = std::min<std::size_t>(M, m0 + rows) - m0;
+    if (m == 0) return;
+    PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + slack)};
+    const T* image = padded_image<G>(x, n, padded);
+    std::fill_n(padded.values + G::padded_image, slack, T(0));
+    T* out = scratch<T>(thread, Slot::tile, m * wide);
+    panel_gemm<T>(m, G::patch, {w + m0 * G::patch, G::patch, 1}, image, TableRows{tap_offsets<G>.data()},
+                  panel_width, wide, out, wide);
+    transform.apply(out, wide, m, wide, m0);
+    T* dst = y + (n * M + m0) * G::positions;
+    for (std::size_t r = 0; r < m; ++r)
+      for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy)
+        copy_row(out + r * wide + oy * Wp, int(W), dst + r * G::positions + oy * W);
+  });
+}
+
 // A task's zero-bordered image cache for im2col_tile, in the thread's scratch.
 template <class G, class T>
 PaddedImage<T> padded_cache(std::size_t thread) {
@@ -64,10 +120,10 @@ constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::
 /// y: N × M × G::positions.
 template <class G, int M, class T>
 void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
+  if constexpr (detail::reads_image_in_place<G, T>) return detail::conv_forward_in_place<G, M>(x, N, w, transform, y);
   const std::size_t total = N * G::positions, tc = tile_columns<G>(), tiles = (total + tc - 1) / tc;
   // Few tiles (batch 1, deep layers): split the output channels as well so each thread has work.
-  const std::size_t splits = tiles >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + tiles - 1) / tiles, M / 16));
-  const std::size_t rows = ((M + splits - 1) / splits + 7) / 8 * 8;  // whole 8-row register tiles
+  const auto [splits, rows] = detail::channel_splits<M>(tiles);
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task / splits * tc, count = std::min(tc, total - first);
     const std::size_t m0 = std::min<std::size_t>(M, task % splits * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;

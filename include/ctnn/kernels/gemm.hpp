@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #if defined(__AVX512F__)
@@ -29,14 +30,29 @@ struct Strided {
   const T& operator()(std::size_t r, std::size_t k) const { return data[r * row_stride + k * column_stride]; }
 };
 
+/// Where B's row k starts, relative to B: evenly spaced rows (a packed panel, a row-major
+/// matrix) ...
+struct EvenRows {
+  std::size_t ldb, start = 0;
+  std::size_t operator()(std::size_t k) const { return start + k * ldb; }
+  EvenRows skip(std::size_t k0) const { return {ldb, start + k0 * ldb}; }
+};
+/// ... or rows listed in a table: an image read in place by a convolution, row (c, ky, kx) at the
+/// offset of its kernel tap.
+struct TableRows {
+  const std::uint32_t* offsets;
+  std::size_t operator()(std::size_t k) const { return offsets[k]; }
+  TableRows skip(std::size_t k0) const { return {offsets + k0}; }
+};
+
 namespace detail {
 
 #if defined(__AVX512F__)
 // rows × (vectors·16) of C (rows ≤ 8) over k in [0, K):
-//   C = (accumulate ? C : 0) + Σ_k a(r, k) · B row k (at b + k·ldb).
+//   C = (accumulate ? C : 0) + Σ_k a(r, k) · B row k (at b + rows(k)).
 // The last vector of each row is loaded and stored under `last`, so nothing past `width` is touched.
-template <int Rows, int Vectors>
-inline void panel_tile(std::size_t K, Strided<float> a, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+template <int Rows, int Vectors, class BRows>
+inline void panel_tile(std::size_t K, Strided<float> a, const float* b, BRows b_rows, float* c, std::size_t ldc,
                        __mmask16 last, bool accumulate) {
   __m512 acc[Rows][Vectors];
 #pragma GCC unroll 8
@@ -49,10 +65,11 @@ inline void panel_tile(std::size_t K, Strided<float> a, const float* b, std::siz
   const float* row[Rows];
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) row[r] = a.data + r * a.row_stride;
-  for (std::size_t k = 0; k < K; ++k, b += ldb) {
+  for (std::size_t k = 0; k < K; ++k) {
+    const float* bk = b + b_rows(k);
     __m512 bv[Vectors];
 #pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) bv[v] = v == Vectors - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+    for (int v = 0; v < Vectors; ++v) bv[v] = v == Vectors - 1 ? _mm512_maskz_loadu_ps(last, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       const __m512 av = _mm512_set1_ps(row[r][k * a.column_stride]);
@@ -67,15 +84,15 @@ inline void panel_tile(std::size_t K, Strided<float> a, const float* b, std::siz
       _mm512_mask_storeu_ps(c + r * ldc + 16 * v, v == Vectors - 1 ? last : __mmask16(0xFFFF), acc[r][v]);
 }
 
-template <int Vectors>
-inline void panel_rows(std::size_t M, std::size_t K, Strided<float> a, const float* b, std::size_t ldb, float* c,
+template <int Vectors, class BRows>
+inline void panel_rows(std::size_t M, std::size_t K, Strided<float> a, const float* b, BRows b_rows, float* c,
                        std::size_t ldc, __mmask16 last, bool accumulate) {
   std::size_t r = 0;
   for (; r + 8 <= M; r += 8)
-    panel_tile<8, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, ldb, c + r * ldc, ldc,
+    panel_tile<8, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, b_rows, c + r * ldc, ldc,
                            last, accumulate);
   for (; r < M; ++r)
-    panel_tile<1, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, ldb, c + r * ldc, ldc,
+    panel_tile<1, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, b_rows, c + r * ldc, ldc,
                            last, accumulate);
 }
 #endif
@@ -91,18 +108,18 @@ inline constexpr bool has_panel_kernel =
     false;
 #endif
 
-/// C (M × width, row stride ldc) = A (M × K) · B, or += if accumulate; B's row k is at b + k·ldb
-/// and width ≤ panel_width of its columns are used.
-template <class T>
-void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t width, T* c,
+/// C (M × width, row stride ldc) = A (M × K) · B, or += if accumulate; B's row k is at
+/// b + b_rows(k) and width ≤ panel_width of its columns are used.
+template <class T, class BRows>
+void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, BRows b_rows, std::size_t width, T* c,
                    std::size_t ldc, bool accumulate) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     const std::size_t vectors = (width + 15) / 16, tail = width - 16 * (vectors - 1);
     const __mmask16 last = tail == 16 ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);
-    if (vectors == 3) detail::panel_rows<3>(M, K, a, b, ldb, c, ldc, last, accumulate);
-    else if (vectors == 2) detail::panel_rows<2>(M, K, a, b, ldb, c, ldc, last, accumulate);
-    else if (vectors == 1) detail::panel_rows<1>(M, K, a, b, ldb, c, ldc, last, accumulate);
+    if (vectors == 3) detail::panel_rows<3>(M, K, a, b, b_rows, c, ldc, last, accumulate);
+    else if (vectors == 2) detail::panel_rows<2>(M, K, a, b, b_rows, c, ldc, last, accumulate);
+    else if (vectors == 1) detail::panel_rows<1>(M, K, a, b, b_rows, c, ldc, last, accumulate);
     return;
   }
 #endif
@@ -111,7 +128,7 @@ void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::
     if (!accumulate) std::fill_n(out, width, T(0));
     for (std::size_t k = 0; k < K; ++k) {
       const T value = a(r, k);
-      for (std::size_t j = 0; j < width; ++j) out[j] += value * b[k * ldb + j];
+      for (std::size_t j = 0; j < width; ++j) out[j] += value * b[b_rows(k) + j];
     }
   }
 }
@@ -136,16 +153,23 @@ inline constexpr std::size_t panel_depth = 384;
 /// row k at b + j·panel_stride + k·ldb. Packed panels: ldb = panel_width, panel_stride =
 /// K·panel_width; a row-major K × n matrix: ldb = n, panel_stride = panel_width. K is taken in
 /// blocks of panel_depth, always in the same order, so the result depends on the shapes only.
-template <class T>
-void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
+/// The same with B's row k of every panel at b + j·panel_stride + b_rows(k): TableRows lets a
+/// convolution read a zero-bordered image in place, one row per kernel tap.
+template <class T, class BRows>
+void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, BRows b_rows, std::size_t panel_stride,
                 std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
   for (std::size_t k0 = 0; k0 < K; k0 += panel_depth) {
     const std::size_t depth = std::min(panel_depth, K - k0);
     const Strided<T> block{a.data + k0 * a.column_stride, a.row_stride, a.column_stride};
     for (std::size_t j = 0; j * panel_width < n; ++j)
-      panel_product(M, depth, block, b + j * panel_stride + k0 * ldb, ldb, std::min(panel_width, n - j * panel_width),
+      panel_product(M, depth, block, b + j * panel_stride, b_rows.skip(k0), std::min(panel_width, n - j * panel_width),
                     c + j * panel_width, ldc, accumulate || k0 > 0);
   }
+}
+template <class T>
+void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
+                std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
+  panel_gemm(M, K, a, b, EvenRows{ldb}, panel_stride, n, c, ldc, accumulate);
 }
 
 }  // namespace ctnn::kernels
