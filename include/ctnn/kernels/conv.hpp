@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 #include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
@@ -73,22 +74,30 @@ std::pair<std::size_t, std::size_t> channel_splits(std::size_t units) {
   return {splits, ((M + splits - 1) / splits + 7) / 8 * 8};
 }
 
+// A zero-bordered image cache for the in-place kernels, with a zeroed tail: the dropped columns of
+// the last rows read up to 2P values past the copy.
+template <class G, class T>
+PaddedImage<T> padded_with_slack(std::size_t thread) {
+  constexpr std::size_t slack = 64;
+  static_assert(2 * G::padding <= int(slack));
+  PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + slack)};
+  std::fill_n(padded.values + G::padded_image, slack, T(0));
+  return padded;
+}
+
 // conv_forward for reads_image_in_place geometries: one task per image (and channel split).
 template <class G, int M, class T>
 void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
   constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
-  constexpr std::size_t slack = 64;  // the last rows' dropped columns read up to 2P values past the copy
-  static_assert(2 * G::padding <= int(slack));
   const auto [splits, rows] = channel_splits<M>(N);
   parallel_for(N * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t n = task / splits, m0 = std::min<std::size_t>(M, task % splits * rows);
     const std::size_t m = std::min<std::size_t>(M, m0 + rows) - m0;
     if (m == 0) return;
-    PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + slack)};
+    PaddedImage<T> padded = padded_with_slack<G, T>(thread);
     const T* image = padded_image<G>(x, n, padded);
-    std::fill_n(padded.values + G::padded_image, slack, T(0));
     T* out = scratch<T>(thread, Slot::tile, m * wide);
-    panel_gemm<T>(m, G::patch, {w + m0 * G::patch, G::patch, 1}, image, TableRows{tap_offsets<G>.data()},
+    panel_gemm<T>(m, G::patch, Strided<T>{w + m0 * G::patch, G::patch, 1}, image, TableRows{tap_offsets<G>.data()},
                   panel_width, wide, out, wide);
     transform.apply(out, wide, m, wide, m0);
     T* dst = y + (n * M + m0) * G::positions;
@@ -96,6 +105,31 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
       for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy)
         copy_row(out + r * wide + oy * Wp, int(W), dst + r * G::positions + oy * W);
   });
+}
+
+// The weight gradient for reads_image_in_place geometries: dwᵀ (patch × M, at pw) += col · gᵀ for
+// images [n0, n1), col read in place from the zero-bordered image and gᵀ packed on the padded-width
+// grid, zero in the dropped columns; dbias (if not null) += Σ g.
+template <class G, int M, class T>
+void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size_t n1, std::size_t thread, T* pw,
+                              T* dbias) {
+  constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
+  PaddedImage<T> padded = padded_with_slack<G, T>(thread);
+  T* g_panels = scratch<T>(thread, Slot::transposed, wide * whole_panels(M));
+  for (std::size_t n = n0; n < n1; ++n) {
+    const T* image = padded_image<G>(x, n, padded);
+    for (std::size_t m = 0; m < M; ++m) {
+      const T* g = dy + (n * M + m) * G::positions;
+      T* out = g_panels + m / panel_width * wide * panel_width + m % panel_width;
+      for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
+        for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel_width] = g[oy * W + ox];
+        for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel_width] = T(0);
+      }
+      if (dbias) dbias[m] += std::accumulate(g, g + G::positions, T(0));
+    }
+    panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel_width},
+                  wide * panel_width, M, pw, M, true);
+  }
 }
 
 // A task's zero-bordered image cache for im2col_tile, in the thread's scratch.
@@ -167,6 +201,8 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
     std::fill_n(pw, stride, T(0));
     detail::RowMap<T> grad_w(pw, M, G::patch);
     const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
+    if constexpr (detail::reads_image_in_place<G, T>)  // dx is a convolution, below
+      return detail::weight_gradient_in_place<G, M>(x, dy, n0, n1, thread, pw, dbias ? pw + M * G::patch : nullptr);
     PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if (group_dx) std::fill(group_dx + n0 * G::image, group_dx + n1 * G::image, T(0));
     for (std::size_t first = n0 * G::positions; first < n1 * G::positions; first += tc) {

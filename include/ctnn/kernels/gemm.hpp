@@ -28,6 +28,22 @@ struct Strided {
   const T* data;
   std::size_t row_stride, column_stride;
   const T& operator()(std::size_t r, std::size_t k) const { return data[r * row_stride + k * column_stride]; }
+  const T* row(std::size_t r) const { return data + r * row_stride; }
+  Strided from_row(std::size_t r) const { return {row(r), row_stride, column_stride}; }
+  Strided from_column(std::size_t k) const { return {data + k * column_stride, row_stride, column_stride}; }
+};
+
+/// An operand whose row r starts at data + rows[r], columns contiguous: an image read in place as
+/// a convolution's patch matrix, row (c, ky, kx) being the image shifted to that kernel tap.
+template <class T>
+struct Tabled {
+  const T* data;
+  const std::uint32_t* rows;
+  static constexpr std::size_t column_stride = 1;
+  const T& operator()(std::size_t r, std::size_t k) const { return data[rows[r] + k]; }
+  const T* row(std::size_t r) const { return data + rows[r]; }
+  Tabled from_row(std::size_t r) const { return {data, rows + r}; }
+  Tabled from_column(std::size_t k) const { return {data + k, rows}; }
 };
 
 /// Where B's row k starts, relative to B: evenly spaced rows (a packed panel, a row-major
@@ -51,8 +67,8 @@ namespace detail {
 // rows × (vectors·16) of C (rows ≤ 8) over k in [0, K):
 //   C = (accumulate ? C : 0) + Σ_k a(r, k) · B row k (at b + rows(k)).
 // The last vector of each row is loaded and stored under `last`, so nothing past `width` is touched.
-template <int Rows, int Vectors, class BRows>
-inline void panel_tile(std::size_t K, Strided<float> a, const float* b, BRows b_rows, float* c, std::size_t ldc,
+template <int Rows, int Vectors, class A, class BRows>
+inline void panel_tile(std::size_t K, A a, const float* b, BRows b_rows, float* c, std::size_t ldc,
                        __mmask16 last, bool accumulate) {
   __m512 acc[Rows][Vectors];
 #pragma GCC unroll 8
@@ -64,7 +80,7 @@ inline void panel_tile(std::size_t K, Strided<float> a, const float* b, BRows b_
     }
   const float* row[Rows];
 #pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) row[r] = a.data + r * a.row_stride;
+  for (int r = 0; r < Rows; ++r) row[r] = a.row(r);
   for (std::size_t k = 0; k < K; ++k) {
     const float* bk = b + b_rows(k);
     __m512 bv[Vectors];
@@ -84,16 +100,14 @@ inline void panel_tile(std::size_t K, Strided<float> a, const float* b, BRows b_
       _mm512_mask_storeu_ps(c + r * ldc + 16 * v, v == Vectors - 1 ? last : __mmask16(0xFFFF), acc[r][v]);
 }
 
-template <int Vectors, class BRows>
-inline void panel_rows(std::size_t M, std::size_t K, Strided<float> a, const float* b, BRows b_rows, float* c,
-                       std::size_t ldc, __mmask16 last, bool accumulate) {
-  std::size_t r = 0;
-  for (; r + 8 <= M; r += 8)
-    panel_tile<8, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, b_rows, c + r * ldc, ldc,
-                           last, accumulate);
-  for (; r < M; ++r)
-    panel_tile<1, Vectors>(K, {a.data + r * a.row_stride, a.row_stride, a.column_stride}, b, b_rows, c + r * ldc, ldc,
-                           last, accumulate);
+template <int Vectors, class A, class BRows>
+inline void panel_rows(std::size_t M, std::size_t K, A a, const float* b, BRows b_rows, float* c, std::size_t ldc,
+                       __mmask16 last, bool accumulate) {
+  const std::size_t whole = M / 8 * 8;
+  for (std::size_t r = 0; r < whole; r += 8)
+    panel_tile<8, Vectors>(K, a.from_row(r), b, b_rows, c + r * ldc, ldc, last, accumulate);
+  for (std::size_t r = whole, left = M % 8; left > 0; ++r, --left)  // counted down: GCC then sees M % 8 == 0
+    panel_tile<1, Vectors>(K, a.from_row(r), b, b_rows, c + r * ldc, ldc, last, accumulate);
 }
 #endif
 
@@ -110,8 +124,8 @@ inline constexpr bool has_panel_kernel =
 
 /// C (M × width, row stride ldc) = A (M × K) · B, or += if accumulate; B's row k is at
 /// b + b_rows(k) and width ≤ panel_width of its columns are used.
-template <class T, class BRows>
-void panel_product(std::size_t M, std::size_t K, Strided<T> a, const T* b, BRows b_rows, std::size_t width, T* c,
+template <class T, class A, class BRows>
+void panel_product(std::size_t M, std::size_t K, A a, const T* b, BRows b_rows, std::size_t width, T* c,
                    std::size_t ldc, bool accumulate) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
@@ -155,12 +169,12 @@ inline constexpr std::size_t panel_depth = 384;
 /// blocks of panel_depth, always in the same order, so the result depends on the shapes only.
 /// The same with B's row k of every panel at b + j·panel_stride + b_rows(k): TableRows lets a
 /// convolution read a zero-bordered image in place, one row per kernel tap.
-template <class T, class BRows>
-void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, BRows b_rows, std::size_t panel_stride,
+template <class T, class A, class BRows>
+void panel_gemm(std::size_t M, std::size_t K, A a, const T* b, BRows b_rows, std::size_t panel_stride,
                 std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
   for (std::size_t k0 = 0; k0 < K; k0 += panel_depth) {
     const std::size_t depth = std::min(panel_depth, K - k0);
-    const Strided<T> block{a.data + k0 * a.column_stride, a.row_stride, a.column_stride};
+    const A block = a.from_column(k0);
     for (std::size_t j = 0; j * panel_width < n; ++j)
       panel_product(M, depth, block, b + j * panel_stride, b_rows.skip(k0), std::min(panel_width, n - j * panel_width),
                     c + j * panel_width, ldc, accumulate || k0 > 0);
@@ -169,7 +183,7 @@ void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, BRows b_
 template <class T>
 void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
                 std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
-  panel_gemm(M, K, a, b, EvenRows{ldb}, panel_stride, n, c, ldc, accumulate);
+  panel_gemm<T>(M, K, a, b, EvenRows{ldb}, panel_stride, n, c, ldc, accumulate);
 }
 
 }  // namespace ctnn::kernels
