@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #if defined(__AVX512F__)
@@ -123,13 +124,59 @@ const T* padded_image(const T* x, std::size_t n, PaddedImage<T>& cache) {
   return cache.values;
 }
 
+/// Output rows shorter than a vector (7×7, 4×4 maps, strided 14×14): copying them one by one costs
+/// more in calls than in data, so im2col gathers 16 columns at a time from the zero-bordered image.
+template <class G, class T>
+inline constexpr bool gathers_columns =
+#if defined(__AVX512F__)
+    std::is_same_v<T, float> && G::padding > 0 && G::out_width < 16 && G::positions <= 1024;
+#else
+    false;
+#endif
+
+#if defined(__AVX512F__)
+template <class G>
+void im2col_tile_gather(const float* x, std::size_t first, std::size_t count, float* col, std::size_t ld,
+                        PaddedImage<float>& padded) {
+  constexpr int S = G::stride, K = G::kernel, Hp = G::padded_height, Wp = G::padded_width;
+  alignas(64) std::int32_t index[G::positions + 16];  // a position's top-left input in the bordered plane
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t g = first + done, n = g / G::positions, p = g % G::positions;
+    const int length = int(std::min(G::positions - p, count - done));
+    const float* image = padded_image<G>(x, n, padded);
+    for (int j = 0; j < length; ++j) {
+      const int q = int(p) + j;
+      index[j] = q / G::out_width * S * Wp + q % G::out_width * S;
+    }
+    float* out = col + done;
+    for (int c = 0; c < G::channels; ++c)
+      for (int ky = 0; ky < K; ++ky)
+        for (int kx = 0; kx < K; ++kx, out += ld) {
+          const float* tap = image + (c * Hp + ky) * Wp + kx;
+          for (int j = 0; j < length; j += 16) {
+            const __mmask16 m = length - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - j)) - 1);
+            const __m512i at = _mm512_maskz_loadu_epi32(m, index + j);
+            _mm512_mask_storeu_ps(out + j, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, tap, 4));
+          }
+        }
+    done += std::size_t(length);
+  }
+}
+#endif
+
 /// Writes columns [first, first + count) of the batch x's column matrix to col: row r (patch entry
-/// r) at col + r·ld. Entries over the padding are zero. With `padded` (stride 1 and padding only),
-/// the rows are read from a zero-bordered copy of each image: plain copies, no border arithmetic.
+/// r) at col + r·ld. Entries over the padding are zero. With `padded` (padding only; stride 1 or
+/// gathers_columns), the rows are read from a zero-bordered copy of each image: plain copies or
+/// gathers, no border arithmetic.
 template <class G, class T>
 void im2col_tile(const T* x, std::size_t first, std::size_t count, T* col, std::size_t ld,
                  PaddedImage<T>* padded = nullptr) {
   constexpr int S = G::stride, P = G::padding, K = G::kernel;
+#if defined(__AVX512F__)
+  if constexpr (gathers_columns<G, T>) {
+    if (padded) return im2col_tile_gather<G>(x, first, count, col, ld, *padded);
+  }
+#endif
   if constexpr (S == 1 && P > 0) {
     if (padded) {
       for_each_row_run<G>(first, count, [&](std::size_t n, int oy, int ox0, int length, std::size_t offset) {
