@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <utility>
 
@@ -248,6 +249,28 @@ BOOST_AUTO_TEST_CASE(maxpool_pads_with_minus_infinity) {
   std::fill(negative.values().begin(), negative.values().end(), -5.0f);
   const std::vector<float> all_minus_five(4, -5.0f);  // zero padding would give 0 at the borders
   BOOST_TEST(values_of(m.forward(negative)) == all_minus_five, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(maxpool_gradient_goes_to_the_first_maximum_or_the_last_nan) {
+  // PyTorch's rule (val > max || isnan(val)): ties keep the first, a NaN wins, later NaNs win.
+  // forward() keeps no argmax; backward() must find the same input again.
+  MaxPool2d<2, 2, 0>::Module<Shape<1, 2, 6>, float> pool;
+  Batch<Shape<1, 2, 6>> x(1);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> input{1, 3, 5, nan, -0.0f, 0.0f,  //
+                                 3, 2, nan, 5, 0.0f, -0.0f};
+  std::copy(input.begin(), input.end(), x.values().begin());
+  Batch<Shape<1, 1, 3>> y, dy(1);
+  pool.forward(x, y, Mode::train);
+  BOOST_TEST(y.values()[0] == 3.0f);
+  BOOST_TEST(std::isnan(y.values()[1]));
+  BOOST_TEST(y.values()[2] == 0.0f);
+  dy.values()[0] = 10, dy.values()[1] = 20, dy.values()[2] = 30;
+  Batch<Shape<1, 2, 6>> dx;
+  pool.backward(x, y, dy, &dx);
+  const std::vector<float> expected{0, 10, 0, 0, 30, 0,  //
+                                    0, 0, 20, 0, 0, 0};
+  BOOST_TEST(values_of(dx) == expected, tt::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(avgpool_counts_padding_in_the_divisor) {

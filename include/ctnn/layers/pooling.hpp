@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <string>
 
@@ -43,54 +45,64 @@ struct MaxPool2d {
 
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode) {
       y.resize(x.batch_size());
-      argmax_.resize(y.value_count());
-      // One task per image and channel plane.
+      // One task per image and channel plane: the maximum over the window's rows, then over its
+      // columns, branch-free so it vectorises. No argmax is kept; backward() finds it again.
       parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
         const T* in = x.data() + plane * In::plane;
         T* out = y.data() + plane * output_shape::plane;
-        int* arg = argmax_.data() + plane * output_shape::plane;
-        {
-          for (int oy = 0; oy < output_shape::height; ++oy) {
-            for (int ox = 0; ox < output_shape::width; ++ox) {
-              T best = -std::numeric_limits<T>::infinity();
-              int best_at = -1;
-              for (int ky = 0; ky < Kernel; ++ky) {
-                const int iy = oy * Stride + ky - Padding;
-                if (iy < 0 || iy >= In::height) continue;
-                for (int kx = 0; kx < Kernel; ++kx) {
-                  const int ix = ox * Stride + kx - Padding;
-                  if (ix < 0 || ix >= In::width) continue;
-                  const T v = in[iy * In::width + ix];
-                  if (v > best || best_at < 0 || v != v) {
-                    best = v;
-                    best_at = iy * In::width + ix;
-                  }
-                }
-              }
-              out[oy * output_shape::width + ox] = best;
-              arg[oy * output_shape::width + ox] = best_at;
-            }
+        std::array<T, In::width> rows;
+        for (int oy = 0; oy < output_shape::height; ++oy) {
+          rows.fill(-std::numeric_limits<T>::infinity());
+          for (int iy = first_inside(oy); iy < end_inside(oy, In::height); ++iy)
+            for (int ix = 0; ix < In::width; ++ix) rows[ix] = larger(rows[ix], in[iy * In::width + ix]);
+          for (int ox = 0; ox < output_shape::width; ++ox) {
+            T best = -std::numeric_limits<T>::infinity();
+            for (int ix = first_inside(ox); ix < end_inside(ox, In::width); ++ix) best = larger(best, rows[ix]);
+            out[oy * output_shape::width + ox] = best;
           }
         }
       });
     }
 
-    void backward(const Batch<In, T>& x, const Batch<output_shape, T>&, const Batch<output_shape, T>& dy,
+    void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
       if (!dx) return;
       dx->resize(x.batch_size());
       parallel_for(x.batch_size() * In::channels, [&](std::size_t plane, std::size_t) {
-        T* out = dx->data() + plane * In::plane;
+        const T* in = x.data() + plane * In::plane;
+        const T* max = y.data() + plane * output_shape::plane;
         const T* g = dy.data() + plane * output_shape::plane;
-        const int* arg = argmax_.data() + plane * output_shape::plane;
+        T* out = dx->data() + plane * In::plane;
         std::fill_n(out, In::plane, T(0));
-        for (std::size_t i = 0; i < output_shape::plane; ++i) out[arg[i]] += g[i];
+        for (int oy = 0; oy < output_shape::height; ++oy)
+          for (int ox = 0; ox < output_shape::width; ++ox) {
+            const std::size_t o = std::size_t(oy) * output_shape::width + ox;
+            out[winner(in, oy, ox, max[o])] += g[o];
+          }
       });
     }
 
-
    private:
-    std::vector<int> argmax_;  // per output value: the input offset within its plane
+    // PyTorch's comparison: a NaN wins over everything, later NaNs over earlier ones.
+    static T larger(T best, T v) { return v > best || v != v ? v : best; }
+    // The input rows (or columns) [first_inside, end_inside) of output row (column) o's window.
+    static constexpr int first_inside(int o) { return std::max(0, o * Stride - Padding); }
+    static constexpr int end_inside(int o, int size) { return std::min(size, o * Stride - Padding + Kernel); }
+    // The input that forward() took as the maximum `best` of window (oy, ox), in PyTorch's choice:
+    // the first one equal to it in row-major order, or the last NaN when it is NaN.
+    static std::size_t winner(const T* in, int oy, int ox, T best) {
+      std::size_t found = 0;
+      bool seen = false;
+      for (int iy = first_inside(oy); iy < end_inside(oy, In::height); ++iy)
+        for (int ix = first_inside(ox); ix < end_inside(ox, In::width); ++ix) {
+          const T v = in[iy * In::width + ix];
+          if (best != best ? v != v : (!seen && v == best)) {
+            found = std::size_t(iy) * In::width + ix;
+            seen = true;
+          }
+        }
+      return found;
+    }
   };
 };
 
