@@ -367,6 +367,7 @@ int train(const Options& o) {
     return e;
   };
 
+  std::fflush(stdout);  // the header, before the first progress line ten seconds later when piped
   for (; at.epoch < o.epochs; ++at.epoch, at.batch = 0, at.shuffle_state = shuffle_rng.state()) {
     const std::vector<std::size_t> order = shuffled(train_count, shuffle_rng);
     progress.start("epoch " + std::to_string(at.epoch + 1) + "/" + std::to_string(o.epochs), batches, at.batch);

@@ -10,8 +10,10 @@ args=(--data "$data" --limit-train "$([ -n "${CTNN_QUICK:-}" ] && echo 640 || ec
 
 "$train" "${args[@]}" --out "$work/run" >"$work/run.log" 2>&1 &
 pid=$!
-# Wait until training is under way (the header is printed before the first batch).
+# Wait until training is under way (the header is flushed before the first batch), then let it
+# run one second: the run takes about ten.
 for _ in $(seq 1 100); do grep -q "thread(s)" "$work/run.log" && break; sleep 0.1; done
+grep -q "thread(s)" "$work/run.log" || { echo "interrupt.sh: no header after 10 s" >&2; cat "$work/run.log" >&2; exit 1; }
 sleep 1
 kill -INT "$pid"
 status=0
