@@ -89,7 +89,9 @@ PaddedImage<T> padded_with_slack(std::size_t thread) {
 template <class G, int M, class T>
 void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
   constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
-  const auto [splits, rows] = channel_splits<M>(N);
+  // Not a structured binding: the lambda captures these, which clang 14 (the fuzz build) rejects.
+  const std::pair<std::size_t, std::size_t> split = channel_splits<M>(N);
+  const std::size_t splits = split.first, rows = split.second;
   parallel_for(N * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t n = task / splits, m0 = std::min<std::size_t>(M, task % splits * rows);
     const std::size_t m = std::min<std::size_t>(M, m0 + rows) - m0;
@@ -159,7 +161,8 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
   if constexpr (detail::reads_image_in_place<G, T>) return detail::conv_forward_in_place<G, M>(x, N, w, transform, y);
   const std::size_t total = N * G::positions, tc = tile_columns<G>(), tiles = (total + tc - 1) / tc;
   // Few tiles (batch 1, deep layers): split the output channels as well so each thread has work.
-  const auto [splits, rows] = detail::channel_splits<M>(tiles);
+  const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
+  const std::size_t splits = split.first, rows = split.second;
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task / splits * tc, count = std::min(tc, total - first);
     const std::size_t m0 = std::min<std::size_t>(M, task % splits * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
