@@ -7,8 +7,11 @@
 #include <ctnn/ctnn.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <memory>
+#include <thread>
 #include <vector>
 
 using namespace ctnn;
@@ -93,4 +96,40 @@ BOOST_AUTO_TEST_CASE(set_num_threads_reports_the_count) {
   BOOST_TEST(*std::max_element(thread_of.begin(), thread_of.end()) < 2u);
   set_num_threads(1);
   BOOST_TEST(num_threads() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(parallel_for_runs_every_chunk_exactly_once) {
+  for (std::size_t threads : {2, 3, 5}) {
+    set_num_threads(threads);
+    for (std::size_t chunks : {0, 1, 2, 3, 7, 64, 1000}) {
+      std::vector<std::atomic<int>> runs(chunks);
+      std::atomic<std::size_t> largest_thread{0};
+      parallel_for(chunks, [&](std::size_t c, std::size_t t) {
+        if (c % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));  // uneven work
+        runs[c].fetch_add(1);
+        for (std::size_t seen = largest_thread.load(); t > seen && !largest_thread.compare_exchange_weak(seen, t);) {
+        }
+      });
+      std::size_t wrong = 0;
+      for (const auto& r : runs) wrong += r.load() != 1;
+      BOOST_TEST(wrong == 0u, wrong << " of " << chunks << " chunks did not run exactly once on " << threads << " threads");
+      BOOST_TEST(largest_thread.load() < threads);
+    }
+  }
+  set_num_threads(1);
+}
+
+BOOST_AUTO_TEST_CASE(idle_threads_take_chunks_from_a_busy_threads_range) {
+  // Two threads own chunks [0, 4) and [4, 8); the first range is slow, so the second thread must
+  // finish its own and then take chunks from the back of the first's.
+  set_num_threads(2);
+  std::vector<std::size_t> ran_on(8);
+  parallel_for(8, [&](std::size_t c, std::size_t t) {
+    if (c < 4) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ran_on[c] = t;
+  });
+  set_num_threads(1);
+  const std::vector<std::size_t> owners{0, 0, 0, 0, 1, 1, 1, 1};
+  BOOST_TEST(ran_on != owners, "every chunk ran on its owner: no thread took work from another");
+  BOOST_TEST(ran_on[0] == 0u);  // the owner starts at the front
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -20,9 +21,14 @@ namespace detail {
 
 // Workers sleep on a condition variable between loops but spin briefly first: a network runs
 // hundreds of short parallel loops per step and a futex wake-up costs tens of microseconds.
+// Each thread owns a contiguous range of the chunks and runs it from the front, so consecutive
+// layers, whose chunks cover the batch in order, find their images on the core that wrote them
+// (on this machine that alone made MNIST training 20 % faster than handing chunks out in turn); a
+// thread that runs out takes single chunks from the back of the others' ranges.
 class ThreadPool {
  public:
   explicit ThreadPool(std::size_t workers) {
+    ranges_ = std::make_unique<Range[]>(workers + 1);
     for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this, i] { work(i + 1); });
   }
   ~ThreadPool() {
@@ -36,11 +42,12 @@ class ThreadPool {
   }
   std::size_t size() const { return threads_.size() + 1; }
 
-  // Runs task(chunk, thread) for chunk in [0, chunks); the caller is thread 0 and takes part.
+  // Runs task(chunk, thread) for chunk in [0, chunks), chunks < 2³²; the caller is thread 0 and
+  // takes part.
   void run(std::size_t chunks, const std::function<void(std::size_t, std::size_t)>& task) {
     task_ = &task;
-    chunks_ = chunks;
-    next_.store(0, std::memory_order_relaxed);
+    for (std::size_t t = 0, threads = size(); t < threads; ++t)
+      ranges_[t].bounds.store(Range::pack(t * chunks / threads, (t + 1) * chunks / threads), std::memory_order_relaxed);
     busy_.store(threads_.size(), std::memory_order_relaxed);
     {
       std::lock_guard lock(mutex_);
@@ -53,8 +60,28 @@ class ThreadPool {
   }
 
  private:
+  // Packs a range [begin, end) into one word, so the owner (taking from the front) and thieves
+  // (taking from the back) claim chunks with one compare-exchange each.
+  struct alignas(64) Range {
+    std::atomic<std::uint64_t> bounds{0};
+    static std::uint64_t pack(std::uint64_t begin, std::uint64_t end) { return begin << 32 | end; }
+    // Claims the front (or back) chunk; false when the range is empty.
+    bool take(bool front, std::size_t& chunk) {
+      for (std::uint64_t v = bounds.load(std::memory_order_relaxed);;) {
+        const std::uint64_t begin = v >> 32, end = v & 0xffffffffu;
+        if (begin >= end) return false;
+        chunk = front ? begin : end - 1;
+        if (bounds.compare_exchange_weak(v, front ? pack(begin + 1, end) : pack(begin, end - 1), std::memory_order_relaxed))
+          return true;
+      }
+    }
+  };
+
   void drain(std::size_t thread) {
-    for (std::size_t c; (c = next_.fetch_add(1, std::memory_order_relaxed)) < chunks_;) (*task_)(c, thread);
+    std::size_t chunk;
+    while (ranges_[thread].take(true, chunk)) (*task_)(chunk, thread);
+    for (std::size_t k = 1; k < size(); ++k)
+      while (ranges_[(thread + k) % size()].take(false, chunk)) (*task_)(chunk, thread);
   }
   void work(std::size_t thread) {
     std::size_t seen = 0;
@@ -75,12 +102,12 @@ class ThreadPool {
     }
   }
 
+  std::unique_ptr<Range[]> ranges_;  // one per thread, the caller's first
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::atomic<std::size_t> generation_{0}, next_{0}, busy_{0};
+  std::atomic<std::size_t> generation_{0}, busy_{0};
   const std::function<void(std::size_t, std::size_t)>* task_ = nullptr;
-  std::size_t chunks_ = 0;
   bool stop_ = false;
 };
 
@@ -116,8 +143,9 @@ inline void set_num_threads(std::size_t n) {
 }
 
 /// Calls f(chunk, thread) once for every chunk in [0, chunks), spread over num_threads() threads;
-/// thread < num_threads() indexes per-thread scratch. Chunks run in no fixed order, so each must
-/// write only its own outputs. Nested calls run serially on the calling thread.
+/// thread < num_threads() indexes per-thread scratch. Thread t starts on the t-th contiguous share
+/// of the chunks, but chunks run in no fixed order, so each must write only its own outputs.
+/// Nested calls run serially on the calling thread.
 template <class F>
 void parallel_for(std::size_t chunks, F&& f) {
   auto& state = detail::thread_state();
@@ -127,8 +155,11 @@ void parallel_for(std::size_t chunks, F&& f) {
     return;
   }
   state.in_parallel = true;
-  const std::function<void(std::size_t, std::size_t)> task = [&f](std::size_t c, std::size_t t) { f(c, t); };
-  state.pool->run(chunks, task);
+  constexpr std::size_t most = 0xffffffffu;  // per pool run: its ranges hold 32-bit bounds
+  for (std::size_t first = 0; first < chunks; first += most) {
+    const std::function<void(std::size_t, std::size_t)> task = [&f, first](std::size_t c, std::size_t t) { f(first + c, t); };
+    state.pool->run(std::min(most, chunks - first), task);
+  }
   state.in_parallel = false;
 }
 
