@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 #include "ctnn/threads.hpp"
 
@@ -43,6 +44,19 @@ double lane_sum(std::size_t n, F&& f) {
   double total = 0;
   for (int l = 0; l < 16; ++l) total += double(lanes[l]);
   return total;
+}
+
+/// {Σ f(i), Σ g(i)} in one pass, each as lane_sum computes it.
+template <class F, class G>
+std::pair<double, double> lane_sums(std::size_t n, F&& f, G&& g) {
+  double f_lanes[16] = {}, g_lanes[16] = {};
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) f_lanes[l] += f(i + l), g_lanes[l] += g(i + l);
+  for (int l = 0; i < n && l < 16; ++i, ++l) f_lanes[l] += f(i), g_lanes[l] += g(i);
+  double f_total = 0, g_total = 0;
+  for (int l = 0; l < 16; ++l) f_total += f_lanes[l], g_total += g_lanes[l];
+  return {f_total, g_total};
 }
 
 }  // namespace ctnn::kernels

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "ctnn/kernels/channel_transform.hpp"
@@ -56,37 +59,36 @@ struct BatchNorm2d {
       const std::size_t count = batch * plane;
       if (mode == Mode::train && count < 2)
         throw std::invalid_argument("BatchNorm2d: expected more than 1 value per channel when training");
-      const double update_weight =  // of this batch in the running statistics
-          detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
-      // One task per channel: its statistics, running-statistics update and normalisation.
-      parallel_for(Channels, [&](std::size_t c, std::size_t) {
-        if (mode == Mode::train) {
-          double sum = 0;
-          for_each_plane(x, c, [&](const T* p) { sum += kernels::lane_sum<T>(plane, [&](std::size_t i) { return p[i]; }); });
-          const double mean = sum / double(count);
-          const T m = T(mean);
-          double squares = 0;
-          for_each_plane(x, c, [&](const T* p) {
-            squares += kernels::lane_sum<T>(plane, [&](std::size_t i) { return (double(p[i]) - mean) * (double(p[i]) - mean); });
-          });
-          const double var = squares / double(count);
-          set_statistics(c, m, T(1.0 / std::sqrt(var + eps)));
+      if (mode == Mode::train) {
+        // Σx and Σx² in one pass: in double, E[x²] − mean² keeps float precision unless |mean|
+        // exceeds the standard deviation by over 10³, far from what follows a convolution.
+        for_each_block(batch, true, [&](std::size_t n, std::size_t c, double* sums) {
+          const T* p = x.image(n) + c * plane;
+          const auto [sum, squares] = kernels::lane_sums(
+              plane, [&](std::size_t i) { return double(p[i]); }, [&](std::size_t i) { return double(p[i]) * double(p[i]); });
+          sums[0] += sum, sums[1] += squares;
+        });
+        const double update_weight =  // of this batch in the running statistics
+            detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
+        for (std::size_t c = 0; c < std::size_t(Channels); ++c) {
+          const auto [sum, squares] = block_totals(c);
+          const double mean = sum / double(count), centered = std::max(squares - sum * mean, 0.0);
+          set_statistics(c, T(mean), T(1.0 / std::sqrt(centered / double(count) + eps)));
           running_mean.value[c] = T((1 - update_weight) * running_mean.value[c] + update_weight * mean);
-          running_var.value[c] = T((1 - update_weight) * running_var.value[c] + update_weight * squares / double(count - 1));
-        } else {
-          use_running_statistics(c);
+          running_var.value[c] = T((1 - update_weight) * running_var.value[c] + update_weight * centered / double(count - 1));
         }
-        const T scale = scale_[c], shift = shift_[c];
-        for (std::size_t n = 0; n < batch; ++n) {
-          const T* in = x.image(n) + c * plane;
-          T* out = y.image(n) + c * plane;
-          if (relu)
-            for (std::size_t i = 0; i < plane; ++i) out[i] = std::max(in[i] * scale + shift, T(0));
-          else
-            for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
-        }
+        ++num_batches_tracked.value;
+      } else {
+        for (std::size_t c = 0; c < std::size_t(Channels); ++c) use_running_statistics(c);
+      }
+      for_each_block(batch, false, [&](std::size_t n, std::size_t c, double*) {
+        const T *in = x.image(n) + c * plane, scale = scale_[c], shift = shift_[c];
+        T* out = y.image(n) + c * plane;
+        if (relu)
+          for (std::size_t i = 0; i < plane; ++i) out[i] = std::max(in[i] * scale + shift, T(0));
+        else
+          for (std::size_t i = 0; i < plane; ++i) out[i] = in[i] * scale + shift;
       });
-      if (mode == Mode::train) ++num_batches_tracked.value;
     }
     static constexpr bool fuses_following_relu = true;
 
@@ -102,32 +104,30 @@ struct BatchNorm2d {
     void backward(const Batch<In, T>& x, const Batch<In, T>&, const Batch<In, T>& dy, Batch<In, T>* dx) {
       const std::size_t batch = x.batch_size();
       const double count = double(batch * plane);
-      if (dx) dx->resize(batch);
-      parallel_for(Channels, [&](std::size_t c, std::size_t) {
-        // sum(dy) and sum(dy · x̂), the two reductions both the parameter and the input gradients need.
-        const T mean = mean_[c];
-        double sum_dy = 0, sum_dy_centered = 0;
-        for (std::size_t n = 0; n < batch; ++n) {
-          const T* in = x.image(n) + c * plane;
-          const T* g = dy.image(n) + c * plane;
-          sum_dy += kernels::lane_sum<T>(plane, [&](std::size_t i) { return g[i]; });
-          sum_dy_centered += kernels::lane_sum<T>(plane, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
-        }
+      // Σdy and Σdy · x̂, the two reductions both the parameter and the input gradients need.
+      for_each_block(batch, true, [&](std::size_t n, std::size_t c, double* sums) {
+        const T *in = x.image(n) + c * plane, *g = dy.image(n) + c * plane, mean = mean_[c];
+        const auto [sum_dy, sum_dy_centered] = kernels::lane_sums(
+            plane, [&](std::size_t i) { return double(g[i]); }, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
+        sums[0] += sum_dy, sums[1] += sum_dy_centered;
+      });
+      // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
+      const bool train = last_mode_ == Mode::train;
+      for (std::size_t c = 0; c < std::size_t(Channels); ++c) {
+        const auto [sum_dy, sum_dy_centered] = block_totals(c);
         const double sum_dy_xhat = sum_dy_centered * double(inv_std_[c]);
         weight.grad[c] += T(sum_dy_xhat);
         bias.grad[c] += T(sum_dy);
-        if (!dx) return;
-        const T scale = weight.value[c] * inv_std_[c];
-        // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
-        const bool train = last_mode_ == Mode::train;
-        const T mean_dy = train ? T(sum_dy / count) : T(0);
-        const T xhat_coefficient = train ? T(sum_dy_xhat / count) * inv_std_[c] : T(0);
-        for (std::size_t n = 0; n < batch; ++n) {
-          const T* in = x.image(n) + c * plane;
-          const T* g = dy.image(n) + c * plane;
-          T* out = dx->image(n) + c * plane;
-          for (std::size_t i = 0; i < plane; ++i) out[i] = scale * (g[i] - mean_dy - (in[i] - mean) * xhat_coefficient);
-        }
+        input_gradient_[c] = {weight.value[c] * inv_std_[c], train ? T(sum_dy / count) : T(0),
+                              train ? T(sum_dy_xhat / count) * inv_std_[c] : T(0)};
+      }
+      if (!dx) return;
+      dx->resize(batch);
+      for_each_block(batch, false, [&](std::size_t n, std::size_t c, double*) {
+        const T *in = x.image(n) + c * plane, *g = dy.image(n) + c * plane, mean = mean_[c];
+        const auto [scale, mean_dy, xhat_coefficient] = input_gradient_[c];
+        T* out = dx->image(n) + c * plane;
+        for (std::size_t i = 0; i < plane; ++i) out[i] = scale * (g[i] - mean_dy - (in[i] - mean) * xhat_coefficient);
       });
     }
 
@@ -165,9 +165,28 @@ struct BatchNorm2d {
       set_statistics(c, running_mean.value[c], T(1.0 / std::sqrt(double(running_var.value[c]) + eps)));
     }
 
+    // Tasks are image blocks × channel groups fixed by the batch size alone, so every sum is
+    // ordered the same for any thread count. A block's images stay with one thread, as in the
+    // convolutions around this layer, so activations are read on the core that wrote them.
+    // f(n, c, sums): sums is block-and-channel's pair of partial sums (zeroed first), if `reduce`.
     template <class F>
-    static void for_each_plane(const Batch<In, T>& x, std::size_t c, F&& f) {
-      for (std::size_t n = 0; n < x.batch_size(); ++n) f(x.image(n) + c * plane);
+    void for_each_block(std::size_t batch, bool reduce, F&& f) {
+      constexpr std::size_t tasks = 16, C = Channels;
+      const std::size_t per_block = (batch + tasks - 1) / tasks, blocks = (batch + per_block - 1) / per_block;
+      const std::size_t per_group = (C + (tasks + blocks - 1) / blocks - 1) / ((tasks + blocks - 1) / blocks);
+      const std::size_t groups = (C + per_group - 1) / per_group;
+      if (reduce) block_sums_.assign(2 * C * blocks, 0.0);
+      parallel_for(blocks * groups, [&](std::size_t task, std::size_t) {
+        const std::size_t block = task / groups, c0 = task % groups * per_group, c1 = std::min(C, c0 + per_group);
+        for (std::size_t n = block * per_block; n < std::min(batch, (block + 1) * per_block); ++n)
+          for (std::size_t c = c0; c < c1; ++c) f(n, c, reduce ? &block_sums_[2 * (block * C + c)] : nullptr);
+      });
+    }
+    // Channel c's two sums over the blocks of the last reducing for_each_block, in block order.
+    std::pair<double, double> block_totals(std::size_t c) const {
+      double first = 0, second = 0;
+      for (std::size_t i = 2 * c; i < block_sums_.size(); i += 2 * Channels) first += block_sums_[i], second += block_sums_[i + 1];
+      return {first, second};
     }
 
     // Statistics of the last forward (batch or running), needed by backward.
@@ -176,6 +195,11 @@ struct BatchNorm2d {
     std::vector<T> scale_ = std::vector<T>(Channels);  // weight · inv_std
     std::vector<T> shift_ = std::vector<T>(Channels);  // bias − mean · scale
     Mode last_mode_ = Mode::eval;
+    std::vector<double> block_sums_;
+    struct InputGradient {
+      T scale, mean_dy, xhat_coefficient;
+    };
+    std::vector<InputGradient> input_gradient_ = std::vector<InputGradient>(Channels);
   };
 };
 
