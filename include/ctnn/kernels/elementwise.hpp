@@ -31,22 +31,9 @@ auto array(B& batch, std::size_t begin, std::size_t end) {
   return Eigen::Map<Mapped>(batch.data() + begin, Eigen::Index(end - begin));
 }
 
-/// Σ f(i) for i in [0, n), accumulated in 16 double lanes: the compiler vectorises it, float
-/// terms lose nothing to the running sum (BatchNorm's gradient sums cancel heavily), and the order
-/// (hence the result) is fixed by n alone.
-template <class T, class F>
-double lane_sum(std::size_t n, F&& f) {
-  double lanes[16] = {};
-  std::size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) lanes[l] += f(i + l);
-  for (int l = 0; i < n && l < 16; ++i, ++l) lanes[l] += f(i);  // n − i < 16: the bound only informs GCC
-  double total = 0;
-  for (int l = 0; l < 16; ++l) total += double(lanes[l]);
-  return total;
-}
-
-/// {Σ f(i), Σ g(i)} in one pass, each as lane_sum computes it.
+/// {Σ f(i), Σ g(i)} for i in [0, n) in one pass, each accumulated in 16 double lanes: the compiler
+/// vectorises it, float terms lose nothing to the running sums (BatchNorm's gradient sums cancel
+/// heavily), and the order (hence the result) is fixed by n alone.
 template <class F, class G>
 std::pair<double, double> lane_sums(std::size_t n, F&& f, G&& g) {
   double f_lanes[16] = {}, g_lanes[16] = {};
