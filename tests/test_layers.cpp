@@ -573,6 +573,10 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<4, 9, 1>, Shape<4, 6, 6>>();         // pointwise, dx likewise
   check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dcol and col2im
   check_float_against_double<Conv2d<2, 3, 5, 1, 2>, Shape<2, 6, 5>>();   // 5×5, padding 2
+  // Short output rows are assembled by permutes, 16 columns from 32 inputs: rows 32 apart (one
+  // row per permute), whole images per 16 columns, and a backward tile of more than 64 columns.
+  check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 14, 14>>();
+  check_float_against_double<Conv2d<3, 4, 3, 1, 1>, Shape<3, 4, 4>>();
   // Rows of 8·P or more: the image is read in place (conv_forward_in_place), forward and dx.
   check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 10>>();
   check_float_against_double<Conv2d<3, 17, 5, 1, 2>, Shape<3, 7, 17>>();  // 8 + 8 + 1 rows, 2 panels

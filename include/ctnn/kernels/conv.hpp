@@ -137,8 +137,8 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
 // A task's zero-bordered image cache for im2col_tile, in the thread's scratch.
 template <class G, class T>
 PaddedImage<T> padded_cache(std::size_t thread) {
-  constexpr bool used = G::padding > 0 && (G::stride == 1 || gathers_columns<G, T>);
-  return {used ? scratch<T>(thread, Slot::padded, G::padded_image) : nullptr};
+  constexpr bool used = G::padding > 0 && (G::stride == 1 || permutes_columns<G, T>);
+  return {used ? scratch<T>(thread, Slot::padded, G::padded_image + padded_slack) : nullptr};
 }
 }  // namespace detail
 
