@@ -577,6 +577,9 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   // row per permute), whole images per 16 columns, and a backward tile of more than 64 columns.
   check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 14, 14>>();
   check_float_against_double<Conv2d<3, 4, 3, 1, 1>, Shape<3, 4, 4>>();
+  // Stride-2 rows longer than a vector: strided copies into the patch rows and back (col2im).
+  check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 6, 38>>();
+  check_float_against_double<Conv2d<2, 3, 1, 2, 0>, Shape<2, 5, 40>>();
   // Rows of 8·P or more: the image is read in place (conv_forward_in_place), forward and dx.
   check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 10>>();
   check_float_against_double<Conv2d<3, 17, 5, 1, 2>, Shape<3, 7, 17>>();  // 8 + 8 + 1 rows, 2 panels

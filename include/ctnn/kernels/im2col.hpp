@@ -15,6 +15,11 @@
 
 namespace ctnn::kernels {
 
+#if defined(__AVX512F__)
+/// The first min(n, 16) lanes of a vector.
+inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
+#endif
+
 // Rows of a patch matrix are short (one output row: 4..112 values), too short for memcpy and
 // memset calls to pay off; masked AVX-512 moves handle any length without a scalar tail.
 template <class T>
@@ -22,7 +27,7 @@ inline void copy_row(const T* in, int length, T* out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     for (int i = 0; i < length; i += 16) {
-      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      const __mmask16 m = first_lanes(length - i);
       _mm512_mask_storeu_ps(out + i, m, _mm512_maskz_loadu_ps(m, in + i));
     }
     return;
@@ -35,7 +40,7 @@ inline void zero_row(int length, T* out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     for (int i = 0; i < length; i += 16) {
-      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      const __mmask16 m = first_lanes(length - i);
       _mm512_mask_storeu_ps(out + i, m, _mm512_setzero_ps());
     }
     return;
@@ -48,13 +53,51 @@ inline void add_row(const T* in, int length, T* out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     for (int i = 0; i < length; i += 16) {
-      const __mmask16 m = length - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (length - i)) - 1);
+      const __mmask16 m = first_lanes(length - i);
       _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_maskz_loadu_ps(m, in + i)));
     }
     return;
   }
 #endif
   for (int i = 0; i < length; ++i) out[i] += in[i];
+}
+
+/// out[i] = in[i·S] for i in [0, length): a row of a strided convolution's patch matrix.
+template <int S, class T>
+inline void copy_strided_row(const T* in, int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && S == 2) {
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int i = 0; i < length; i += 16) {
+      const int span = 2 * std::min(16, length - i) - 1;  // inputs read, masked so none past the row
+      const __m512 low = _mm512_maskz_loadu_ps(first_lanes(span), in + 2 * i);
+      const __m512 high = _mm512_maskz_loadu_ps(first_lanes(span - 16), in + 2 * i + 16);
+      _mm512_mask_storeu_ps(out + i, first_lanes(length - i), _mm512_permutex2var_ps(low, evens, high));
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < length; ++i) out[i] = in[i * S];
+}
+/// out[i·S] += in[i] for i in [0, length): the adjoint of copy_strided_row.
+template <int S, class T>
+inline void add_strided_row(const T* in, int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && S == 2) {
+    const __m512i low_half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i high_half = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int i = 0; i < length; i += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(first_lanes(length - i), in + i);
+      const int span = 2 * std::min(16, length - i) - 1;
+      const __mmask16 low = first_lanes(span) & 0x5555, high = first_lanes(span - 16) & 0x5555;  // even lanes
+      float* o = out + 2 * i;
+      _mm512_mask_storeu_ps(o, low, _mm512_add_ps(_mm512_maskz_loadu_ps(low, o), _mm512_permutexvar_ps(low_half, v)));
+      _mm512_mask_storeu_ps(o + 16, high, _mm512_add_ps(_mm512_maskz_loadu_ps(high, o + 16), _mm512_permutexvar_ps(high_half, v)));
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < length; ++i) out[i * S] += in[i];
 }
 
 /// A convolution of C×H×W images with a K×K kernel, stride S and zero padding P.
@@ -243,7 +286,7 @@ void im2col_tile(const T* x, std::size_t first, std::size_t count, T* col, std::
           if constexpr (S == 1) {
             copy_row(in + lo, hi - lo, out + (lo - ox0));
           } else {
-            for (int ox = lo; ox < hi; ++ox) out[ox - ox0] = in[ox * S];
+            copy_strided_row<S>(in + lo * S, hi - lo, out + (lo - ox0));
           }
           zero_row(ox1 - hi, out + (hi - ox0));
         }
@@ -271,7 +314,7 @@ void col2im_tile_add(const T* col, std::size_t ld, std::size_t first, std::size_
           if constexpr (S == 1) {
             if (hi > lo) add_row(in + (lo - ox0), hi - lo, out + lo);
           } else {
-            for (int ox = lo; ox < hi; ++ox) out[ox * S] += in[ox - ox0];
+            add_strided_row<S>(in + (lo - ox0), hi - lo, out + lo * S);
           }
         }
       }
