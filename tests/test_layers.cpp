@@ -446,7 +446,7 @@ BOOST_AUTO_TEST_CASE(intermediate_gradients_share_a_few_pooled_buffers) {
   for (auto& v : x.values()) v = float(rng.uniform(0, 1));
   Batch<Shape<10, 1, 1>> dy(4);
   for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
-  auto& pool = ctnn::detail::free_gradient_buffers<float>();
+  auto& pool = ctnn::detail::free_buffers<float>();
   pool.clear();
   auto step = [&] {
     model.zero_grad();
@@ -468,6 +468,59 @@ BOOST_AUTO_TEST_CASE(intermediate_gradients_share_a_few_pooled_buffers) {
   BOOST_TEST(buffers1.size() <= 8);  // two per nesting level, not one per layer
   BOOST_TEST(buffers2 == buffers1, tt::per_element());  // the same allocations, reused
   BOOST_TEST(grads2 == grads1, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(inference_keeps_a_few_pooled_activations_and_training_keeps_its_own) {
+  // A network that has not trained evaluates in a few pooled buffers (not one per layer), the
+  // second pass allocates nothing and gives the same logits, and a backward pass after it
+  // recomputes what it needs. A network that trains evaluates in its own buffers: the pool is
+  // left alone.
+  using Net = MnistResNet18<>;
+  Model<Net, Shape<1, 28, 28>> model(2);
+  Batch<Shape<1, 28, 28>> x(4);
+  Rng rng(9);
+  for (auto& v : x.values()) v = float(rng.uniform(0, 1));
+  auto& pool = ctnn::detail::free_buffers<float>();
+  pool.clear();
+  auto held = [&] {
+    std::vector<const float*> buffers;
+    for (const auto& buffer : pool) buffers.push_back(buffer.data());
+    std::sort(buffers.begin(), buffers.end());
+    return buffers;
+  };
+  auto copy = [](auto values) { return std::vector<float>(values.begin(), values.end()); };
+  const auto logits1 = copy(model.forward(x, Mode::eval).values());
+  const auto held1 = held();
+  const auto logits2 = copy(model.forward(x, Mode::eval).values());
+  BOOST_TEST(held1.size() >= 2);
+  BOOST_TEST(held1.size() <= 8);  // two per nesting level, not one per layer (over 40)
+  BOOST_TEST(held() == held1, tt::per_element());
+  BOOST_TEST(logits2 == logits1, tt::per_element());
+
+  // The same weights in a network that has trained (so holds its own buffers).
+  Model<Net, Shape<1, 28, 28>> trained(3);
+  trained.forward(x, Mode::train);
+  std::vector<AlignedVector<float>> state;
+  model.visit([&](const std::string&, auto& tensor) {
+    if constexpr (!std::is_same_v<std::decay_t<decltype(tensor)>, Counter>) state.push_back(tensor.value);
+  });
+  std::size_t next = 0;
+  trained.visit([&](const std::string&, auto& tensor) {
+    if constexpr (!std::is_same_v<std::decay_t<decltype(tensor)>, Counter>) tensor.value = state[next++];
+  });
+  const auto before = held();
+  BOOST_TEST(copy(trained.forward(x, Mode::eval).values()) == logits1, tt::per_element());
+  BOOST_TEST(held() == before, tt::per_element());  // evaluated in its training buffers
+
+  // Backward after the pooled forward recomputes the activations it needs: the same input gradient.
+  Batch<Shape<10, 1, 1>> dy(4);
+  for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
+  Batch<Shape<1, 28, 28>> dx_pooled, dx_kept;
+  model.zero_grad();
+  model.backward(dy, &dx_pooled);
+  trained.zero_grad();
+  trained.backward(dy, &dx_kept);
+  BOOST_TEST(copy(dx_pooled.values()) == copy(dx_kept.values()), tt::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

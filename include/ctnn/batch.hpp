@@ -37,6 +37,8 @@ class Batch {
 
   std::size_t batch_size() const { return batch_size_; }
   std::size_t value_count() const { return batch_size_ * S::size; }
+  /// Values the allocation holds (at least value_count()).
+  std::size_t capacity() const { return values_.size(); }
 
   T* data() { return values_.data(); }
   const T* data() const { return values_.data(); }
@@ -62,7 +64,7 @@ class Batch {
 
   /// Hands the allocation over and leaves the batch empty; adopt_storage() takes one in. Lets
   /// batches of different shapes whose contents are never needed at once share memory (see
-  /// gradient_pool.hpp).
+  /// buffer_pool.hpp).
   AlignedVector<T> release_storage() {
     batch_size_ = 0;
     return std::exchange(values_, {});

@@ -3,7 +3,7 @@
 #include <type_traits>
 
 #include "ctnn/compose/named.hpp"
-#include "ctnn/gradient_pool.hpp"
+#include "ctnn/buffer_pool.hpp"
 #include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/layers/identity.hpp"
 #include "ctnn/module.hpp"
@@ -31,7 +31,12 @@ struct Residual {
     static constexpr std::size_t parameter_count = MainModule::parameter_count + ShortcutModule::parameter_count;
     static constexpr std::size_t multiply_adds = MainModule::multiply_adds + ShortcutModule::multiply_adds;
 
+    /// In eval mode, a block that has not trained holds its branch outputs only until they are
+    /// added (pooled buffers); backward() recomputes them.
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
+      branches_pooled_ = mode == Mode::eval && detail::borrow_if_unallocated(main_out_);
+      if constexpr (!identity_shortcut)
+        if (branches_pooled_) borrow_buffer(shortcut_out_);
       main_.forward(x, main_out_, mode);
       y.resize(x.batch_size());
       if constexpr (!identity_shortcut) shortcut_.forward(x, shortcut_out_, mode);
@@ -42,18 +47,27 @@ struct Residual {
       kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
         kernels::array(y, begin, end) = (kernels::array(main_out_, begin, end) + kernels::array(shortcut, begin, end)).max(T(0));
       });
+      if (branches_pooled_) {
+        return_buffer(main_out_);
+        return_buffer(shortcut_out_);
+      }
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
-      borrow_gradient_buffer(sum_grad_);
+      if (branches_pooled_) {  // eval mode (no state changes): the branch outputs again
+        main_.forward(x, main_out_, Mode::eval);
+        if constexpr (!identity_shortcut) shortcut_.forward(x, shortcut_out_, Mode::eval);
+        branches_pooled_ = false;
+      }
+      borrow_buffer(sum_grad_);
       sum_grad_.resize(y.batch_size());
       kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {
         kernels::array(sum_grad_, begin, end) = (kernels::array(y, begin, end) > T(0)).select(kernels::array(dy, begin, end), T(0));
       });
       main_.backward(x, main_out_, sum_grad_, dx);
       if constexpr (!identity_shortcut) {
-        if (dx) borrow_gradient_buffer(shortcut_dx_);
+        if (dx) borrow_buffer(shortcut_dx_);
         shortcut_.backward(x, shortcut_out_, sum_grad_, dx ? &shortcut_dx_ : nullptr);
       }
       if (dx) {
@@ -65,8 +79,8 @@ struct Residual {
           kernels::array(*dx, begin, end) += kernels::array(shortcut_grad, begin, end);
         });
       }
-      return_gradient_buffer(sum_grad_);
-      return_gradient_buffer(shortcut_dx_);
+      return_buffer(sum_grad_);
+      return_buffer(shortcut_dx_);
     }
 
     template <class F>
@@ -95,6 +109,7 @@ struct Residual {
     Batch<output_shape, T> main_out_, shortcut_out_;
     Batch<output_shape, T> sum_grad_;  // gradients: pooled buffers, held only during backward()
     Batch<In, T> shortcut_dx_;
+    bool branches_pooled_ = false;  // the last forward gave main_out_ and shortcut_out_ back
   };
 };
 

@@ -1,10 +1,11 @@
 #pragma once
 
+#include <array>
 #include <tuple>
 #include <utility>
 
 #include "ctnn/compose/named.hpp"
-#include "ctnn/gradient_pool.hpp"
+#include "ctnn/buffer_pool.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -70,9 +71,10 @@ struct Sequential {
       }(Indices{});
     }();
 
-    /// In eval mode, conv → BatchNorm (→ ReLU) runs as one pass (see folded_length); the
-    /// intermediate outputs it skips are recomputed only if backward() follows. In train mode,
-    /// BatchNorm → ReLU runs as one pass (see fuses_relu).
+    /// In eval mode, conv → BatchNorm (→ ReLU) runs as one pass (see folded_length), and a
+    /// network that has not trained keeps no intermediate output (see run_step); what backward()
+    /// reads is recomputed only if it follows. In train mode, BatchNorm → ReLU runs as one pass
+    /// (see fuses_relu).
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       intermediates_skipped_ = false;
       forward_from<0>(x, y, mode);
@@ -143,22 +145,40 @@ struct Sequential {
         if constexpr (folded > 1) {
           if (mode == Mode::eval) {
             const auto transform = std::get<I + 1>(layers_).eval_transform(folded == 3);
-            std::get<I>(layers_).forward_transformed(input_of<I>(x), output_of<I + folded - 1>(y), transform);
+            run_step<I, I + folded - 1>(mode, [&] {
+              std::get<I>(layers_).forward_transformed(input_of<I>(x), output_of<I + folded - 1>(y), transform);
+            });
             intermediates_skipped_ = true;
             return forward_from<I + folded>(x, y, mode);
           }
         }
         if constexpr (fuses_relu<I>()) {  // BatchNorm → ReLU: the BatchNorm output is never stored
-          std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true);
+          run_step<I, I + 1>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true); });
           return forward_from<I + 2>(x, y, mode);
         }
-        std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode);
+        run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode); });
         forward_from<I + 1>(x, y, mode);
       }
     }
 
-    // Backward after a folded forward: every layer but the last runs again, unfolded, in eval
-    // mode (which changes no state), to refill the outputs the backward pass reads.
+    // Runs layers [I, Last] as one step writing output_of<Last>. In eval mode an intermediate
+    // output with no buffer of its own borrows a pooled one, given back once the next step has
+    // read it: inference holds a few activations, not one per layer (backward recomputes them).
+    template <std::size_t I, std::size_t Last, class Run>
+    void run_step(Mode mode, Run&& run) {
+      if constexpr (Last + 1 < count)
+        borrowed_[Last] = mode == Mode::eval && detail::borrow_if_unallocated(std::get<Last>(outputs_));
+      run();
+      if constexpr (I > 0)
+        if (borrowed_[I - 1]) {
+          return_buffer(std::get<I - 1>(outputs_));
+          borrowed_[I - 1] = false;
+          intermediates_skipped_ = true;
+        }
+    }
+
+    // Backward after a folded or pooled forward: every layer but the last runs again, unfolded,
+    // in eval mode (which changes no state), to refill the outputs the backward pass reads.
     void recompute_intermediates(const Batch<In, T>& x) {
       [&]<std::size_t... I>(std::index_sequence<I...>) {
         ((I + 1 < count ? std::get<I>(layers_).forward(input_of<I>(x), std::get<I>(outputs_), Mode::eval) : void()),
@@ -193,9 +213,9 @@ struct Sequential {
         if constexpr (I == 0) return dx;
         else return &std::get<I - 1>(grads_);
       }();
-      if constexpr (I > 0) borrow_gradient_buffer(*grad_in);
+      if constexpr (I > 0) borrow_buffer(*grad_in);
       std::get<I>(layers_).backward(input_of<I>(x), output_of<I>(y), grad_out, grad_in);
-      if constexpr (I < count - 1) return_gradient_buffer(std::get<I>(grads_));  // consumed
+      if constexpr (I < count - 1) return_buffer(std::get<I>(grads_));  // consumed
     }
 
     Modules layers_;
@@ -204,7 +224,8 @@ struct Sequential {
     // while backward() needs it.
     typename detail::OutputBatches<T, Modules>::type outputs_;
     typename detail::OutputBatches<T, Modules>::type grads_;
-    bool intermediates_skipped_ = false;  // the last forward was folded (eval mode)
+    bool intermediates_skipped_ = false;  // the last forward was folded or pooled (eval mode)
+    std::array<bool, count> borrowed_{};  // outputs_[I] holds a pooled buffer to give back
   };
 };
 

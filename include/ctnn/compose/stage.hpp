@@ -3,7 +3,7 @@
 #include <array>
 #include <type_traits>
 
-#include "ctnn/gradient_pool.hpp"
+#include "ctnn/buffer_pool.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -43,8 +43,15 @@ struct Stage {
       if constexpr (copies == 0) {
         first_.forward(x, y, mode);
       } else {
+        // Eval mode, blocks that have not trained: each output between blocks is a pooled buffer,
+        // given back once the next block has read it; backward() recomputes them.
+        outputs_pooled_ = mode == Mode::eval && detail::borrow_if_unallocated(outputs_[0]);
         first_.forward(x, outputs_[0], mode);
-        for (std::size_t i = 0; i < copies; ++i) repeated_[i].forward(outputs_[i], output_of(i, y), mode);
+        for (std::size_t i = 0; i < copies; ++i) {
+          if (outputs_pooled_ && i + 1 < copies) borrow_buffer(outputs_[i + 1]);
+          repeated_[i].forward(outputs_[i], output_of(i, y), mode);
+          if (outputs_pooled_) return_buffer(outputs_[i]);
+        }
       }
     }
 
@@ -52,14 +59,19 @@ struct Stage {
       if constexpr (copies == 0) {
         first_.backward(x, y, dy, dx);
       } else {
+        if (outputs_pooled_) {  // eval mode (no state changes): the outputs between blocks again
+          first_.forward(x, outputs_[0], Mode::eval);
+          for (std::size_t i = 0; i + 1 < copies; ++i) repeated_[i].forward(outputs_[i], outputs_[i + 1], Mode::eval);
+          outputs_pooled_ = false;
+        }
         for (std::size_t i = copies; i-- > 0;) {
           const Batch<Mid, T>& grad_out = i + 1 == copies ? dy : grads_[i + 1];
-          borrow_gradient_buffer(grads_[i]);
+          borrow_buffer(grads_[i]);
           repeated_[i].backward(outputs_[i], i + 1 == copies ? y : outputs_[i + 1], grad_out, &grads_[i]);
-          if (i + 1 < copies) return_gradient_buffer(grads_[i + 1]);
+          if (i + 1 < copies) return_buffer(grads_[i + 1]);
         }
         first_.backward(x, outputs_[0], grads_[0], dx);
-        return_gradient_buffer(grads_[0]);
+        return_buffer(grads_[0]);
       }
     }
 
@@ -89,6 +101,7 @@ struct Stage {
     // gradient, holding a pooled buffer only while backward() needs it.
     std::array<Batch<Mid, T>, copies> outputs_;
     std::array<Batch<Mid, T>, copies> grads_;
+    bool outputs_pooled_ = false;  // the last forward gave outputs_ back
   };
 };
 
