@@ -17,6 +17,7 @@
 #include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/scratch.hpp"
+#include "ctnn/kernels/tap_correlation.hpp"
 #include "ctnn/threads.hpp"
 
 namespace ctnn::kernels {
@@ -78,12 +79,12 @@ std::pair<std::size_t, std::size_t> channel_splits(std::size_t units) {
 
 // A zero-bordered image cache for the in-place kernels, with a zeroed tail: the dropped columns of
 // the last rows read up to 2P values past the copy.
+inline constexpr std::size_t padded_slack_values = 64;
 template <class G, class T>
 PaddedImage<T> padded_with_slack(std::size_t thread) {
-  constexpr std::size_t slack = 64;
-  static_assert(2 * G::padding <= int(slack));
-  PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + slack)};
-  std::fill_n(padded.values + G::padded_image, slack, T(0));
+  static_assert(2 * G::padding <= int(padded_slack_values));
+  PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + padded_slack_values)};
+  std::fill_n(padded.values + G::padded_image, padded_slack_values, T(0));
   return padded;
 }
 
@@ -112,27 +113,58 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
 }
 
 // The weight gradient for reads_image_in_place geometries: dwᵀ (patch × M, at pw) += col · gᵀ for
-// images [n0, n1), col read in place from the zero-bordered image and gᵀ packed on the padded-width
+// images [n0, n1), col read in place from the zero-bordered image and g laid on the padded-width
 // grid, zero in the dropped columns; dbias (if not null) += Σ g.
+// Layers whose lane-wise partial sums (16 per weight) fit in L2 correlate g with the shifted image
+// rows (vectors along the image); the others multiply with vectors along M, as panels of gᵀ.
+template <class G, int M>
+constexpr bool correlates_taps = std::size_t(M) * G::patch * tap_lanes * sizeof(float) <= (std::size_t(1) << 20);
+
 template <class G, int M, class T>
 void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size_t n1, std::size_t thread, T* pw,
                               T* dbias) {
   constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
   PaddedImage<T> padded = padded_with_slack<G, T>(thread);
-  T* g_panels = scratch<T>(thread, Slot::transposed, wide * whole_panels(M));
-  for (std::size_t n = n0; n < n1; ++n) {
-    const T* image = padded_image<G>(x, n, padded);
-    for (std::size_t m = 0; m < M; ++m) {
-      const T* g = dy + (n * M + m) * G::positions;
-      T* out = g_panels + m / panel_width * wide * panel_width + m % panel_width;
-      for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
-        for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel_width] = g[oy * W + ox];
-        for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel_width] = T(0);
+  if constexpr (correlates_taps<G, M>) {
+    constexpr std::size_t ldg = (wide + tap_lanes - 1) / tap_lanes * tap_lanes;
+    // The image rows are read up to tap_lanes − 1 values past the last tap's H·Wp.
+    static_assert(2 * G::padding + tap_lanes <= padded_slack_values);
+    T* g_wide = scratch<T>(thread, Slot::transposed, M * ldg);
+    T* sums = scratch<T>(thread, Slot::lane_sums, M * G::patch * tap_lanes);
+    std::fill_n(sums, M * G::patch * tap_lanes, T(0));
+    for (std::size_t n = n0; n < n1; ++n) {
+      const T* image = padded_image<G>(x, n, padded);
+      for (std::size_t m = 0; m < M; ++m) {
+        const T* g = dy + (n * M + m) * G::positions;
+        T* out = g_wide + m * ldg;
+        for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
+          std::copy_n(g + oy * W, W, out + oy * Wp);
+          std::fill(out + oy * Wp + W, out + (oy + 1) * Wp, T(0));
+        }
+        std::fill(out + wide, out + ldg, T(0));
+        if (dbias) dbias[m] += std::accumulate(g, g + G::positions, T(0));
       }
-      if (dbias) dbias[m] += std::accumulate(g, g + G::positions, T(0));
+      correlate_taps(M, G::patch, g_wide, ldg, ldg, image, tap_offsets<G>.data(), sums);
     }
-    panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel_width},
-                  wide * panel_width, M, pw, M, true);
+    for (std::size_t m = 0; m < M; ++m)
+      for (std::size_t t = 0; t < G::patch; ++t)
+        pw[t * M + m] += lane_total(_mm512_load_ps(sums + (m * G::patch + t) * tap_lanes));
+  } else {
+    T* g_panels = scratch<T>(thread, Slot::transposed, wide * whole_panels(M));
+    for (std::size_t n = n0; n < n1; ++n) {
+      const T* image = padded_image<G>(x, n, padded);
+      for (std::size_t m = 0; m < M; ++m) {
+        const T* g = dy + (n * M + m) * G::positions;
+        T* out = g_panels + m / panel_width * wide * panel_width + m % panel_width;
+        for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
+          for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel_width] = g[oy * W + ox];
+          for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel_width] = T(0);
+        }
+        if (dbias) dbias[m] += std::accumulate(g, g + G::positions, T(0));
+      }
+      panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel_width},
+                    wide * panel_width, M, pw, M, true);
+    }
   }
 }
 
