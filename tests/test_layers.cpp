@@ -567,20 +567,24 @@ BOOST_AUTO_TEST_CASE(panel_gemm_matches_a_plain_product) {
   BOOST_TEST(checked > 100000u);
 }
 
-// The weight-gradient form: C += A · Gᵀ with G (n × K) packed transposed; C starts non-zero.
+// The weight-gradient form: C += A · Gᵀ with G (n × K) packed transposed, in panels of 48 or (as
+// panel_width_for picks for 64 and 112 columns) 32; C starts non-zero.
 BOOST_AUTO_TEST_CASE(panel_gemm_accumulates_a_transposed_pack) {
   Rng rng(6);
+  BOOST_TEST(kernels::panel_width_for(64) == 32u);
+  BOOST_TEST(kernels::panel_width_for(16) == kernels::panel_width);
+  BOOST_TEST(kernels::panel_width_for(128) == kernels::panel_width);
   for (std::size_t M : {3u, 9u, 16u})
     for (std::size_t K : {7u, 390u})
-      for (std::size_t n : {16u, 32u, 50u, 96u}) {
+      for (std::size_t n : {16u, 32u, 50u, 64u, 96u, 112u}) {
         std::vector<float> a(M * K), g(n * K), c(M * n);
         for (auto* v : {&a, &g, &c})
           for (auto& e : *v) e = float(rng.uniform(-1, 1));
         const std::vector<float> c0 = c;
-        std::vector<float> panels((n + kernels::panel_width - 1) / kernels::panel_width * kernels::panel_width * K);
-        kernels::pack_transposed(g.data(), n, K, K, panels.data());
-        kernels::panel_gemm<float>(M, K, {a.data(), K, 1}, panels.data(), kernels::panel_width, K * kernels::panel_width,
-                                   n, c.data(), n, true);
+        const std::size_t width = kernels::panel_width_for(n);
+        std::vector<float> panels(kernels::whole_panels(n) * K);
+        kernels::pack_transposed(g.data(), n, K, K, panels.data(), width);
+        kernels::panel_gemm<float>(M, K, {a.data(), K, 1}, panels.data(), width, K * width, n, c.data(), n, true, width);
         for (std::size_t r = 0; r < M; ++r)
           for (std::size_t j = 0; j < n; ++j) {
             double expected = c0[r * n + j];

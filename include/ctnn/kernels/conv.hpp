@@ -150,20 +150,21 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
       for (std::size_t t = 0; t < G::patch; ++t)
         pw[t * M + m] += lane_total(_mm512_load_ps(sums + (m * G::patch + t) * tap_lanes));
   } else {
+    constexpr std::size_t panel = panel_width_for(M);
     T* g_panels = scratch<T>(thread, Slot::transposed, wide * whole_panels(M));
     for (std::size_t n = n0; n < n1; ++n) {
       const T* image = padded_image<G>(x, n, padded);
       for (std::size_t m = 0; m < M; ++m) {
         const T* g = dy + (n * M + m) * G::positions;
-        T* out = g_panels + m / panel_width * wide * panel_width + m % panel_width;
+        T* out = g_panels + m / panel * wide * panel + m % panel;
         for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
-          for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel_width] = g[oy * W + ox];
-          for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel_width] = T(0);
+          for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel] = g[oy * W + ox];
+          for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel] = T(0);
         }
         if (dbias) dbias[m] += std::accumulate(g, g + G::positions, T(0));
       }
-      panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel_width},
-                    wide * panel_width, M, pw, M, true);
+      panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel}, wide * panel,
+                    M, pw, M, true, panel);
     }
   }
 }
@@ -255,9 +256,10 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       const detail::ConstRowMap<T> g(grad_out, M, count);
       if constexpr (has_panel_kernel<T>) {
         // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
+        constexpr std::size_t panel = panel_width_for(M);
         T* g_panels = scratch<T>(thread, Slot::transposed, count * whole_panels(M));
-        pack_transposed(grad_out, M, count, count, g_panels);
-        panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel_width, count * panel_width, M, pw, M, true);
+        pack_transposed(grad_out, M, count, count, g_panels, panel);
+        panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel, count * panel, M, pw, M, true, panel);
       } else {
         grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
       }

@@ -21,6 +21,11 @@ inline constexpr std::size_t panel_width = 48;
 /// n columns rounded up to whole panels: what a buffer of packed panels holds per row.
 constexpr std::size_t whole_panels(std::size_t n) { return (n + panel_width - 1) / panel_width * panel_width; }
 
+/// Columns per panel for packing n columns: panel_width, or 32 where that would leave a last panel
+/// of 16 (a one-vector panel runs at 58 % of the speed of a two- or three-vector one, so 64 columns
+/// as 48 + 16 ran at 83 % of 32 + 32). Never needs more than whole_panels(n) per row.
+constexpr std::size_t panel_width_for(std::size_t n) { return n > panel_width && n % panel_width == 16 ? 32 : panel_width; }
+
 /// A matrix operand read in place: element (r, k) at data[r·row_stride + k·column_stride], so a
 /// row-major matrix and its transpose need no copy.
 template <class T>
@@ -160,15 +165,16 @@ void panel_product(std::size_t M, std::size_t K, A a, const T* b, BRows b_rows, 
   }
 }
 
-/// Packs the transpose of a rows × columns row-major matrix m (row stride ld) as panels for
-/// panel_gemm (ldb = panel_width, panel_stride = columns · panel_width): panel j's row k holds
-/// m's rows [j·panel_width, (j + 1)·panel_width) at column k.
+/// Packs the transpose of a rows × columns row-major matrix m (row stride ld) as panels of
+/// `width` ≤ panel_width for panel_gemm (ldb = width, panel_stride = columns · width): panel j's
+/// row k holds m's rows [j·width, (j + 1)·width) at column k.
 template <class T>
-void pack_transposed(const T* m, std::size_t rows, std::size_t columns, std::size_t ld, T* panels) {
+void pack_transposed(const T* m, std::size_t rows, std::size_t columns, std::size_t ld, T* panels,
+                     std::size_t width = panel_width) {
   for (std::size_t r = 0; r < rows; ++r) {
-    T* out = panels + r / panel_width * columns * panel_width + r % panel_width;
+    T* out = panels + r / width * columns * width + r % width;
     const T* in = m + r * ld;
-    for (std::size_t k = 0; k < columns; ++k) out[k * panel_width] = in[k];
+    for (std::size_t k = 0; k < columns; ++k) out[k * width] = in[k];
   }
 }
 
@@ -181,22 +187,23 @@ inline constexpr std::size_t panel_depth = 384;
 /// K·panel_width; a row-major K × n matrix: ldb = n, panel_stride = panel_width. K is taken in
 /// blocks of panel_depth, always in the same order, so the result depends on the shapes only.
 /// The same with B's row k of every panel at b + j·panel_stride + b_rows(k): TableRows lets a
-/// convolution read a zero-bordered image in place, one row per kernel tap.
+/// convolution read a zero-bordered image in place, one row per kernel tap. Panels hold `width`
+/// ≤ panel_width columns (see panel_width_for).
 template <class T, class A, class BRows>
 void panel_gemm(std::size_t M, std::size_t K, A a, const T* b, BRows b_rows, std::size_t panel_stride,
-                std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
+                std::size_t n, T* c, std::size_t ldc, bool accumulate = false, std::size_t width = panel_width) {
   for (std::size_t k0 = 0; k0 < K; k0 += panel_depth) {
     const std::size_t depth = std::min(panel_depth, K - k0);
     const A block = a.from_column(k0);
-    for (std::size_t j = 0; j * panel_width < n; ++j)
-      panel_product(M, depth, block, b + j * panel_stride, b_rows.skip(k0), std::min(panel_width, n - j * panel_width),
-                    c + j * panel_width, ldc, accumulate || k0 > 0);
+    for (std::size_t j = 0; j * width < n; ++j)
+      panel_product(M, depth, block, b + j * panel_stride, b_rows.skip(k0), std::min(width, n - j * width),
+                    c + j * width, ldc, accumulate || k0 > 0);
   }
 }
 template <class T>
 void panel_gemm(std::size_t M, std::size_t K, Strided<T> a, const T* b, std::size_t ldb, std::size_t panel_stride,
-                std::size_t n, T* c, std::size_t ldc, bool accumulate = false) {
-  panel_gemm<T>(M, K, a, b, EvenRows{ldb}, panel_stride, n, c, ldc, accumulate);
+                std::size_t n, T* c, std::size_t ldc, bool accumulate = false, std::size_t width = panel_width) {
+  panel_gemm<T>(M, K, a, b, EvenRows{ldb}, panel_stride, n, c, ldc, accumulate, width);
 }
 
 }  // namespace ctnn::kernels
