@@ -31,19 +31,31 @@ auto array(B& batch, std::size_t begin, std::size_t end) {
   return Eigen::Map<Mapped>(batch.data() + begin, Eigen::Index(end - begin));
 }
 
-/// {Σ f(i), Σ g(i)} for i in [0, n) in one pass, each accumulated in 16 double lanes: the compiler
-/// vectorises it, float terms lose nothing to the running sums (BatchNorm's gradient sums cancel
-/// heavily), and the order (hence the result) is fixed by n alone.
-template <class F, class G>
-std::pair<double, double> lane_sums(std::size_t n, F&& f, G&& g) {
-  double f_lanes[16] = {}, g_lanes[16] = {};
-  std::size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) f_lanes[l] += f(i + l), g_lanes[l] += g(i + l);
-  for (int l = 0; i < n && l < 16; ++i, ++l) f_lanes[l] += f(i), g_lanes[l] += g(i);
-  double f_total = 0, g_total = 0;
-  for (int l = 0; l < 16; ++l) f_total += f_lanes[l], g_total += g_lanes[l];
-  return {f_total, g_total};
-}
+/// Two sums, Σ f(i) and Σ g(i), over any number of add() calls, each accumulated in 16 double
+/// lanes: the compiler vectorises them, float terms lose nothing to the running sums (BatchNorm's
+/// gradient sums cancel heavily), and the order (hence the result) is fixed by the calls' lengths.
+/// The lanes are added up once, in totals(): done per call, the two chains of 16 dependent adds
+/// took longer than the sums of a 16- or 49-value plane themselves.
+struct LaneSums {
+  alignas(64) double first[16] = {}, second[16] = {};
+
+  /// Adds f(i) and g(i) for i in [0, n), i to lane i mod 16.
+  template <class F, class G>
+  void add(std::size_t n, F&& f, G&& g) {
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int l = 0; l < 16; ++l) first[l] += f(i + l), second[l] += g(i + l);
+    for (int l = 0; i < n && l < 16; ++i, ++l) first[l] += f(i), second[l] += g(i);
+  }
+
+  /// {Σ f, Σ g}: the lanes summed pairwise, in a fixed order.
+  std::pair<double, double> totals() const {
+    double a[16], b[16];
+    std::copy_n(first, 16, a), std::copy_n(second, 16, b);
+    for (int width = 8; width > 0; width /= 2)
+      for (int l = 0; l < width; ++l) a[l] += a[l + width], b[l] += b[l + width];
+    return {a[0], b[0]};
+  }
+};
 
 }  // namespace ctnn::kernels

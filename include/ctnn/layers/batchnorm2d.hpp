@@ -8,6 +8,7 @@
 
 #include "ctnn/kernels/channel_transform.hpp"
 #include "ctnn/kernels/elementwise.hpp"
+#include "ctnn/kernels/scratch.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -62,11 +63,9 @@ struct BatchNorm2d {
       if (mode == Mode::train) {
         // Σx and Σx² in one pass: in double, E[x²] − mean² keeps float precision unless |mean|
         // exceeds the standard deviation by over 10³, far from what follows a convolution.
-        for_each_block(batch, true, [&](std::size_t n, std::size_t c, double* sums) {
+        sum_blocks(batch, [&](std::size_t n, std::size_t c, kernels::LaneSums& sums) {
           const T* p = x.image(n) + c * plane;
-          const auto [sum, squares] = kernels::lane_sums(
-              plane, [&](std::size_t i) { return double(p[i]); }, [&](std::size_t i) { return double(p[i]) * double(p[i]); });
-          sums[0] += sum, sums[1] += squares;
+          sums.add(plane, [&](std::size_t i) { return double(p[i]); }, [&](std::size_t i) { return double(p[i]) * double(p[i]); });
         });
         const double update_weight =  // of this batch in the running statistics
             detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
@@ -81,7 +80,7 @@ struct BatchNorm2d {
       } else {
         for (std::size_t c = 0; c < std::size_t(Channels); ++c) use_running_statistics(c);
       }
-      for_each_block(batch, false, [&](std::size_t n, std::size_t c, double*) {
+      for_each_block(batch, [&](std::size_t n, std::size_t c) {
         const T *in = x.image(n) + c * plane, scale = scale_[c], shift = shift_[c];
         T* out = y.image(n) + c * plane;
         if (relu)
@@ -105,11 +104,9 @@ struct BatchNorm2d {
       const std::size_t batch = x.batch_size();
       const double count = double(batch * plane);
       // Σdy and Σdy · x̂, the two reductions both the parameter and the input gradients need.
-      for_each_block(batch, true, [&](std::size_t n, std::size_t c, double* sums) {
+      sum_blocks(batch, [&](std::size_t n, std::size_t c, kernels::LaneSums& sums) {
         const T *in = x.image(n) + c * plane, *g = dy.image(n) + c * plane, mean = mean_[c];
-        const auto [sum_dy, sum_dy_centered] = kernels::lane_sums(
-            plane, [&](std::size_t i) { return double(g[i]); }, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
-        sums[0] += sum_dy, sums[1] += sum_dy_centered;
+        sums.add(plane, [&](std::size_t i) { return double(g[i]); }, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
       });
       // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
       const bool train = last_mode_ == Mode::train;
@@ -123,7 +120,7 @@ struct BatchNorm2d {
       }
       if (!dx) return;
       dx->resize(batch);
-      for_each_block(batch, false, [&](std::size_t n, std::size_t c, double*) {
+      for_each_block(batch, [&](std::size_t n, std::size_t c) {
         const T *in = x.image(n) + c * plane, *g = dy.image(n) + c * plane, mean = mean_[c];
         const auto [scale, mean_dy, xhat_coefficient] = input_gradient_[c];
         T* out = dx->image(n) + c * plane;
@@ -168,21 +165,49 @@ struct BatchNorm2d {
     // Tasks are image blocks × channel groups fixed by the batch size alone, so every sum is
     // ordered the same for any thread count. A block's images stay with one thread, as in the
     // convolutions around this layer, so activations are read on the core that wrote them.
-    // f(n, c, sums): sums is block-and-channel's pair of partial sums (zeroed first), if `reduce`.
+    // for_each_task calls f(block, n0, n1, c0, c1, thread) once per task: images [n0, n1), channels
+    // [c0, c1).
+    static constexpr std::size_t tasks = 16;
+    static std::size_t images_per_block(std::size_t batch) { return (batch + tasks - 1) / tasks; }
+    static std::size_t blocks(std::size_t batch) { return (batch + images_per_block(batch) - 1) / images_per_block(batch); }
     template <class F>
-    void for_each_block(std::size_t batch, bool reduce, F&& f) {
-      constexpr std::size_t tasks = 16, C = Channels;
-      const std::size_t per_block = (batch + tasks - 1) / tasks, blocks = (batch + per_block - 1) / per_block;
+    void for_each_task(std::size_t batch, F&& f) {
+      constexpr std::size_t C = Channels;
+      const std::size_t per_block = images_per_block(batch), blocks = this->blocks(batch);
       const std::size_t per_group = (C + (tasks + blocks - 1) / blocks - 1) / ((tasks + blocks - 1) / blocks);
       const std::size_t groups = (C + per_group - 1) / per_group;
-      if (reduce) block_sums_.assign(2 * C * blocks, 0.0);
-      parallel_for(blocks * groups, [&](std::size_t task, std::size_t) {
+      parallel_for(blocks * groups, [&](std::size_t task, std::size_t thread) {
         const std::size_t block = task / groups, c0 = task % groups * per_group, c1 = std::min(C, c0 + per_group);
-        for (std::size_t n = block * per_block; n < std::min(batch, (block + 1) * per_block); ++n)
-          for (std::size_t c = c0; c < c1; ++c) f(n, c, reduce ? &block_sums_[2 * (block * C + c)] : nullptr);
+        f(block, block * per_block, std::min(batch, (block + 1) * per_block), c0, c1, thread);
       });
     }
-    // Channel c's two sums over the blocks of the last reducing for_each_block, in block order.
+    // f(n, c) for every image and channel, image by image within a task.
+    template <class F>
+    void for_each_block(std::size_t batch, F&& f) {
+      for_each_task(batch, [&](std::size_t, std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1, std::size_t) {
+        for (std::size_t n = n0; n < n1; ++n)
+          for (std::size_t c = c0; c < c1; ++c) f(n, c);
+      });
+    }
+    // f(n, c, sums) adds image n's channel c to sums, one set of lanes per block and channel (in the
+    // thread's scratch), whose two totals block_totals() then adds up in block order. Images stay
+    // the outer loop: read channel by channel across images, large planes came 40 % slower from L3.
+    template <class F>
+    void sum_blocks(std::size_t batch, F&& f) {
+      block_sums_.assign(2 * std::size_t(Channels) * blocks(batch), 0.0);
+      for_each_task(batch, [&](std::size_t block, std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1,
+                               std::size_t thread) {
+        kernels::LaneSums* lanes = kernels::scratch<kernels::LaneSums>(thread, kernels::Slot::lane_sums, c1 - c0);
+        std::fill_n(lanes, c1 - c0, kernels::LaneSums{});
+        for (std::size_t n = n0; n < n1; ++n)
+          for (std::size_t c = c0; c < c1; ++c) f(n, c, lanes[c - c0]);
+        for (std::size_t c = c0; c < c1; ++c) {
+          const auto [first, second] = lanes[c - c0].totals();
+          block_sums_[2 * (block * Channels + c)] = first, block_sums_[2 * (block * Channels + c) + 1] = second;
+        }
+      });
+    }
+    // Channel c's two sums over the blocks of the last sum_blocks, in block order.
     std::pair<double, double> block_totals(std::size_t c) const {
       double first = 0, second = 0;
       for (std::size_t i = 2 * c; i < block_sums_.size(); i += 2 * Channels) first += block_sums_[i], second += block_sums_[i + 1];
