@@ -217,6 +217,36 @@ void im2col_tile_permute(const float* x, std::size_t first, std::size_t count, f
         segments[used++] = {_mm512_load_si512(index), base, int(group), lanes, c == group_end};
       }
     }
+    // Each group one segment (7×7 and 4×4 maps at stride 1): the segments stay in registers and a
+    // tap is `Used` permutes and stores, with no merging. Read from memory and merged, the general
+    // loop below spent 3 % of an MNIST training step on a 64-channel 7×7 layer's im2col.
+    const auto single_segments = [&]<int Used>() {
+      __m512i index[Used];
+      int base[Used], group[Used];
+      __mmask16 lanes[Used];
+      for (int s = 0; s < Used; ++s)
+        index[s] = segments[s].index, base[s] = segments[s].base, group[s] = segments[s].group, lanes[s] = segments[s].lanes;
+      float* out = col;
+      for (int ch = 0; ch < G::channels; ++ch)
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx, out += ld) {
+            const float* tap = image + (ch * Hp + ky) * Wp + kx;
+#pragma GCC unroll 4
+            for (int s = 0; s < Used; ++s)
+              _mm512_mask_storeu_ps(out + group[s], lanes[s],
+                                    _mm512_permutex2var_ps(_mm512_loadu_ps(tap + base[s]), index[s],
+                                                           _mm512_loadu_ps(tap + base[s] + 16)));
+          }
+    };
+    bool single = true;
+    for (int s = 0; s < used; ++s) single = single && segments[s].stores;
+    switch (single ? used : 0) {
+      case 1: single_segments.template operator()<1>(); done = end; continue;
+      case 2: single_segments.template operator()<2>(); done = end; continue;
+      case 3: single_segments.template operator()<3>(); done = end; continue;
+      case 4: single_segments.template operator()<4>(); done = end; continue;
+      default: break;
+    }
     float* out = col;
     for (int ch = 0; ch < G::channels; ++ch)
       for (int ky = 0; ky < K; ++ky)
