@@ -98,6 +98,33 @@ def train_step(model, x, labels, lr=0.01):
             p.sub_(lr * p.grad)
 
 
+# The MNIST net's convolutions as bench_conv_layers times them: (C, H, K, S, M, uses per training
+# step, whether training needs the input gradient).
+MNIST_CONV_LAYERS = [(1, 28, 3, 1, 16, 1, False), (16, 28, 3, 1, 16, 4, True), (16, 28, 3, 2, 32, 1, True),
+                     (16, 28, 1, 2, 32, 1, True), (32, 14, 3, 1, 32, 3, True), (32, 14, 3, 2, 64, 1, True),
+                     (32, 14, 1, 2, 64, 1, True), (64, 7, 3, 1, 64, 3, True), (64, 7, 3, 2, 128, 1, True),
+                     (64, 7, 1, 2, 128, 1, True), (128, 4, 3, 1, 128, 3, True)]
+
+
+def conv_layers(args):
+    """Forward, and the backward that training runs, of each layer alone at batch 128."""
+    for c, h, k, s, m, uses, input_gradient in MNIST_CONV_LAYERS:
+        conv = nn.Conv2d(c, m, k, s, (k - 1) // 2, bias=False)
+        x = torch.randn(128, c, h, h, requires_grad=input_gradient)
+        y = conv(x)
+        dy = torch.randn_like(y)
+        flop = 2.0 * m * c * k * k * y.shape[2] * y.shape[3] * 128
+        wrt = [conv.weight, x] if input_gradient else [conv.weight]
+        layer = f"{c}x{h}x{h}-{k}x{k}s{s}-{m}"
+        with torch.no_grad():
+            forward = median_seconds(args, lambda: conv(x))
+        backward = median_seconds(args, lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True))
+        for name, (seconds, best, _), pass_flop in (("forward", forward, flop),
+                                                     ("backward", backward, flop * len(wrt))):
+            print(f"RESULT workload=mnist_conv_layers layer={layer} uses={uses} pass={name} threads={args.threads} "
+                  f"ms={seconds * 1e3:.3f} best_ms={best * 1e3:.3f} gflops={pass_flop / seconds * 1e-9:.1f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
@@ -122,6 +149,9 @@ def main():
             with torch.no_grad():
                 s = median_seconds(args, lambda: model(x))
             report(args, "mnist_infer", 128, s, 2.0 * MNIST_MULTIPLY_ADDS)
+
+    if wanted("mnist_conv_layers"):
+        conv_layers(args)
 
     if any(wanted(w) for w in ("resnet50_latency", "resnet50_infer", "resnet50_train")):
         model = torchvision.models.resnet50()
