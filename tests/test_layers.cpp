@@ -645,6 +645,11 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   // lane sums per weight over 1 MiB) the product with panels of gᵀ.
   check_float_against_double<Conv2d<2, 5, 3, 1, 1>, Shape<2, 20, 30>>();
   check_float_against_double<Conv2d<32, 64, 3, 1, 1>, Shape<32, 8, 8>>();
+  // Strided ones with rows of 8 or more are read in place too, from S×S phase planes: a 7×7 stem
+  // (taps three planes apart), stride 3, and the panel-product weight gradient at stride 2.
+  check_float_against_double<Conv2d<3, 5, 7, 2, 3>, Shape<3, 20, 21>>();
+  check_float_against_double<Conv2d<2, 3, 3, 3, 1>, Shape<2, 10, 30>>();
+  check_float_against_double<Conv2d<32, 64, 3, 2, 1>, Shape<32, 16, 18>>();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -48,14 +48,23 @@ std::pair<const T*, std::size_t> columns(const T* x, std::size_t first, std::siz
   return {col, count};
 }
 
-// Stride-1 convolutions that keep the image size, on rows long enough that computing the 2P
-// columns of padding too (each output row as wide as the padded row) costs less than im2col: B is
-// read in place from a zero-bordered copy of the image, kernel tap (c, ky, kx) being that copy
-// shifted by c·Hp·Wp + ky·Wp + kx, and output column q = oy·Wp + ox (columns ox ≥ W are dropped).
+// Padded convolutions whose output rows are long enough that computing a few dropped columns too
+// costs less than im2col: B is read in place from a zero-bordered copy of the image (split into
+// phase planes at stride > 1, see ConvGeometry), kernel tap (c, ky, kx) being that copy shifted by
+// G::tap_offset(c, ky, kx), and output column q = oy·phase_width + ox (columns ox ≥ out_width are
+// dropped: 2P of them at stride 1, one for 3×3 stride 2). At stride 1, only size-keeping ones; at
+// larger strides, only images whose phase planes stay in L2 (256 KiB), as every task builds its
+// own copy: ResNet50's 56×56 stride-2 layer, read in place from 1.7 MB of planes, was slower at
+// batch 1 than through im2col.
 template <class G, class T>
-constexpr bool reads_image_in_place = has_panel_kernel<T> && G::stride == 1 && G::padding > 0 &&
-                                      G::out_height == G::height && G::out_width == G::width &&
-                                      G::width >= 8 * G::padding;
+constexpr bool reads_image_in_place =
+    has_panel_kernel<T> && G::padding > 0 &&
+    (G::stride == 1 ? G::out_height == G::height && G::out_width == G::width && G::width >= 8 * G::padding
+                    : G::out_width >= 8 && G::padded_image * sizeof(T) <= (std::size_t(256) << 10));
+
+/// Columns of an in-place product: every output row as wide as a (phase) plane row.
+template <class G>
+inline constexpr std::size_t in_place_columns = std::size_t(G::out_height) * G::phase_width;
 
 template <class G>
 inline const std::array<std::uint32_t, G::patch> tap_offsets = [] {
@@ -63,9 +72,7 @@ inline const std::array<std::uint32_t, G::patch> tap_offsets = [] {
   constexpr int K = G::kernel;
   for (int c = 0; c < G::channels; ++c)
     for (int ky = 0; ky < K; ++ky)
-      for (int kx = 0; kx < K; ++kx)
-        offsets[(std::size_t(c) * K + ky) * K + kx] =
-            std::uint32_t((std::size_t(c) * G::padded_height + ky) * G::padded_width + kx);
+      for (int kx = 0; kx < K; ++kx) offsets[(std::size_t(c) * K + ky) * K + kx] = std::uint32_t(G::tap_offset(c, ky, kx));
   return offsets;
 }();
 
@@ -78,11 +85,11 @@ std::pair<std::size_t, std::size_t> channel_splits(std::size_t units) {
 }
 
 // A zero-bordered image cache for the in-place kernels, with a zeroed tail: the dropped columns of
-// the last rows read up to 2P values past the copy.
+// the last rows (and the tap correlation's last vector) read a little past the copy.
 inline constexpr std::size_t padded_slack_values = 64;
 template <class G, class T>
 PaddedImage<T> padded_with_slack(std::size_t thread) {
-  static_assert(2 * G::padding <= int(padded_slack_values));
+  static_assert(G::last_tap_offset() + in_place_columns<G> + tap_lanes <= G::padded_image + padded_slack_values);
   PaddedImage<T> padded{scratch<T>(thread, Slot::padded, G::padded_image + padded_slack_values)};
   std::fill_n(padded.values + G::padded_image, padded_slack_values, T(0));
   return padded;
@@ -91,7 +98,7 @@ PaddedImage<T> padded_with_slack(std::size_t thread) {
 // conv_forward for reads_image_in_place geometries: one task per image (and channel split).
 template <class G, int M, class T>
 void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
-  constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
+  constexpr std::size_t Wp = G::phase_width, W = G::out_width, wide = in_place_columns<G>;
   // Not a structured binding: the lambda captures these, which clang 14 (the fuzz build) rejects.
   const std::pair<std::size_t, std::size_t> split = channel_splits<M>(N);
   const std::size_t splits = split.first, rows = split.second;
@@ -107,7 +114,7 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
     transform.apply(out, wide, m, wide, m0);
     T* dst = y + (n * M + m0) * G::positions;
     for (std::size_t r = 0; r < m; ++r)
-      for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy)
+      for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy)
         copy_row(out + r * wide + oy * Wp, int(W), dst + r * G::positions + oy * W);
   });
 }
@@ -123,12 +130,11 @@ constexpr bool correlates_taps = std::size_t(M) * G::patch * tap_lanes * sizeof(
 template <class G, int M, class T>
 void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size_t n1, std::size_t thread, T* pw,
                               T* dbias) {
-  constexpr std::size_t Wp = G::padded_width, W = G::width, wide = std::size_t(G::height) * Wp;
+  constexpr std::size_t Wp = G::phase_width, W = G::out_width, wide = in_place_columns<G>;
   PaddedImage<T> padded = padded_with_slack<G, T>(thread);
   if constexpr (correlates_taps<G, M>) {
+    // Rows rounded up to whole vectors: the image is read up to tap_lanes − 1 values further.
     constexpr std::size_t ldg = (wide + tap_lanes - 1) / tap_lanes * tap_lanes;
-    // The image rows are read up to tap_lanes − 1 values past the last tap's H·Wp.
-    static_assert(2 * G::padding + tap_lanes <= padded_slack_values);
     T* g_wide = scratch<T>(thread, Slot::transposed, M * ldg);
     T* sums = scratch<T>(thread, Slot::lane_sums, M * G::patch * tap_lanes);
     std::fill_n(sums, M * G::patch * tap_lanes, T(0));
@@ -137,7 +143,7 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
       for (std::size_t m = 0; m < M; ++m) {
         const T* g = dy + (n * M + m) * G::positions;
         T* out = g_wide + m * ldg;
-        for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
+        for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy) {
           std::copy_n(g + oy * W, W, out + oy * Wp);
           std::fill(out + oy * Wp + W, out + (oy + 1) * Wp, T(0));
         }
@@ -157,7 +163,7 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
       for (std::size_t m = 0; m < M; ++m) {
         const T* g = dy + (n * M + m) * G::positions;
         T* out = g_panels + m / panel * wide * panel + m % panel;
-        for (std::size_t oy = 0; oy < std::size_t(G::height); ++oy) {
+        for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy) {
           for (std::size_t ox = 0; ox < W; ++ox) out[(oy * Wp + ox) * panel] = g[oy * W + ox];
           for (std::size_t ox = W; ox < Wp; ++ox) out[(oy * Wp + ox) * panel] = T(0);
         }
@@ -244,26 +250,31 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
     std::fill_n(pw, stride, T(0));
     detail::RowMap<T> grad_w(pw, M, G::patch);
     const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
-    if constexpr (detail::reads_image_in_place<G, T>)  // dx is a convolution, below
-      return detail::weight_gradient_in_place<G, M>(x, dy, n0, n1, thread, pw, dbias ? pw + M * G::patch : nullptr);
+    constexpr bool in_place = detail::reads_image_in_place<G, T>;
+    if constexpr (in_place) {
+      detail::weight_gradient_in_place<G, M>(x, dy, n0, n1, thread, pw, dbias ? pw + M * G::patch : nullptr);
+      if (!group_dx) return;  // at stride 1, dx is a convolution (below)
+    }
     PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if (group_dx) std::fill(group_dx + n0 * G::image, group_dx + n1 * G::image, T(0));
     for (std::size_t first = n0 * G::positions; first < n1 * G::positions; first += tc) {
       const std::size_t count = std::min(tc, n1 * G::positions - first);
       T* grad_out = scratch<T>(thread, Slot::tile, M * count);
       gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
-      const auto [col, ld] = detail::columns<G>(x, first, count, thread, &padded);
       const detail::ConstRowMap<T> g(grad_out, M, count);
-      if constexpr (has_panel_kernel<T>) {
-        // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
-        constexpr std::size_t panel = panel_width_for(M);
-        T* g_panels = scratch<T>(thread, Slot::transposed, count * whole_panels(M));
-        pack_transposed(grad_out, M, count, count, g_panels, panel);
-        panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel, count * panel, M, pw, M, true, panel);
-      } else {
-        grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
+      if constexpr (!in_place) {
+        const auto [col, ld] = detail::columns<G>(x, first, count, thread, &padded);
+        if constexpr (has_panel_kernel<T>) {
+          // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
+          constexpr std::size_t panel = panel_width_for(M);
+          T* g_panels = scratch<T>(thread, Slot::transposed, count * whole_panels(M));
+          pack_transposed(grad_out, M, count, count, g_panels, panel);
+          panel_gemm<T>(G::patch, count, {col, ld, 1}, g_panels, panel, count * panel, M, pw, M, true, panel);
+        } else {
+          grad_w.noalias() += g * detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld)).transpose();
+        }
+        if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
       }
-      if (dbias) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(pw + M * G::patch, M) += g.rowwise().sum();
       if (!group_dx) continue;
       T* dcol = scratch<T>(thread, Slot::gradient, G::patch * count);
       if constexpr (has_panel_kernel<T>)  // wᵀ read in place; g's rows as panels

@@ -111,7 +111,22 @@ struct ConvGeometry {
   static constexpr std::size_t image = std::size_t(C) * H * W;
   static constexpr bool pointwise = K == 1 && S == 1 && P == 0;
   static constexpr int padded_height = H + 2 * P, padded_width = W + 2 * P;
-  static constexpr std::size_t padded_image = std::size_t(C) * padded_height * padded_width;
+  // The zero-bordered image as the kernels read it. At stride S > 1 it is split into S×S phase
+  // planes per channel (bordered rows ≡ py and columns ≡ px mod S), so that every kernel tap reads
+  // a stride-1 window of one plane: output (oy, ox) of tap (c, ky, kx) is at
+  // tap_offset(c, ky, kx) + oy·phase_width + ox. At stride 1 it is the bordered image itself.
+  static constexpr int phase_height = (padded_height + S - 1) / S, phase_width = (padded_width + S - 1) / S;
+  static constexpr std::size_t phase_plane = std::size_t(phase_height) * phase_width;
+  static constexpr std::size_t padded_image = std::size_t(S) * S * C * phase_plane;
+  static constexpr std::size_t tap_offset(int c, int ky, int kx) {
+    return ((std::size_t(ky % S) * S + kx % S) * C + c) * phase_plane + std::size_t(ky / S) * phase_width + kx / S;
+  }
+  static constexpr std::size_t last_tap_offset() {
+    std::size_t last = 0;
+    for (int ky = 0; ky < K; ++ky)
+      for (int kx = 0; kx < K; ++kx) last = std::max(last, tap_offset(C - 1, ky, kx));
+    return last;
+  }
 
   // For output column ox and kernel column kx, the input column is ox·S + kx − P; these give the
   // range of ox in [begin, end) whose input column lies inside the image.
@@ -148,9 +163,34 @@ struct PaddedImage {
 
 template <class G, class T>
 const T* padded_image(const T* x, std::size_t n, PaddedImage<T>& cache) {
-  constexpr int P = G::padding, Wp = G::padded_width;
+  constexpr int P = G::padding, Wp = G::padded_width, S = G::stride;
   if (cache.image == n) return cache.values;
   T* out = cache.values;
+  if constexpr (S > 1) {  // phase planes (see ConvGeometry): plane (py, px) row i is bordered row S·i + py
+    constexpr int Wq = G::phase_width;
+    for (int py = 0; py < S; ++py)
+      for (int px = 0; px < S; ++px) {
+        // Plane columns j whose input column S·j + px − P lies in [0, W).
+        constexpr auto first_column = [](int px) { return px >= P ? 0 : (P - px + S - 1) / S; };
+        constexpr auto end_column = [](int px) { return std::min(G::phase_width, (G::width - 1 + P - px) / S + 1); };
+        const int j0 = first_column(px), j1 = std::max(j0, end_column(px));
+        for (int c = 0; c < G::channels; ++c) {
+          const T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
+          for (int i = 0; i < G::phase_height; ++i, out += Wq) {
+            const int y = S * i + py - P;
+            if (y < 0 || y >= G::height) {
+              zero_row(Wq, out);
+              continue;
+            }
+            zero_row(j0, out);
+            copy_strided_row<S>(plane + y * G::width + S * j0 + px - P, j1 - j0, out + j0);
+            zero_row(Wq - j1, out + j1);
+          }
+        }
+      }
+    cache.image = n;
+    return cache.values;
+  }
   for (int c = 0; c < G::channels; ++c) {
     const T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
     zero_row(P * Wp, out);
@@ -186,9 +226,10 @@ inline constexpr std::size_t padded_slack = 32;
 template <class G>
 void im2col_tile_permute(const float* x, std::size_t first, std::size_t count, float* col, std::size_t ld,
                          PaddedImage<float>& padded) {
-  constexpr int S = G::stride, K = G::kernel, Hp = G::padded_height, Wp = G::padded_width;
-  // Output position q's top-left input in the bordered plane, relative to the kernel tap.
-  constexpr auto input_offset = [](std::size_t q) { return int(q / G::out_width) * S * Wp + int(q % G::out_width) * S; };
+  constexpr int K = G::kernel;
+  // Output position q's input relative to the kernel tap's (a stride-1 window of a phase plane).
+  constexpr auto input_offset = [](std::size_t q) { return int(q / G::out_width) * G::phase_width + int(q % G::out_width); };
+  static_assert(G::last_tap_offset() + input_offset(G::positions - 1) + 32 <= G::padded_image + padded_slack);
   // Lanes of one 16-column group whose inputs lie within 32 values of `base`: one permute of the
   // two vectors at base selects them all. A group ends with the segment that stores it.
   struct Segment {
@@ -230,7 +271,7 @@ void im2col_tile_permute(const float* x, std::size_t first, std::size_t count, f
       for (int ch = 0; ch < G::channels; ++ch)
         for (int ky = 0; ky < K; ++ky)
           for (int kx = 0; kx < K; ++kx, out += ld) {
-            const float* tap = image + (ch * Hp + ky) * Wp + kx;
+            const float* tap = image + G::tap_offset(ch, ky, kx);
 #pragma GCC unroll 4
             for (int s = 0; s < Used; ++s)
               _mm512_mask_storeu_ps(out + group[s], lanes[s],
@@ -251,7 +292,7 @@ void im2col_tile_permute(const float* x, std::size_t first, std::size_t count, f
     for (int ch = 0; ch < G::channels; ++ch)
       for (int ky = 0; ky < K; ++ky)
         for (int kx = 0; kx < K; ++kx, out += ld) {
-          const float* tap = image + (ch * Hp + ky) * Wp + kx;
+          const float* tap = image + G::tap_offset(ch, ky, kx);
           __m512 v = _mm512_setzero_ps();
           __mmask16 filled = 0;
           for (int s = 0; s < used; ++s) {
