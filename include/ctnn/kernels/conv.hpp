@@ -191,6 +191,15 @@ constexpr std::size_t tile_columns() {
   return std::clamp<std::size_t>(32768 / G::patch / panel_width * panel_width, panel_width, 2016);
 }
 
+/// Columns per backward tile. Each tile's weight-gradient product reads and writes the group's
+/// whole partial gradient (M × patch), so where that outgrows L2 (over 1 MiB: ResNet50's deepest
+/// layers) tiles are as wide as a 4 MiB patch or gradient tile allows, not the forward's 48.
+template <class G, int M>
+constexpr std::size_t backward_tile_columns() {
+  if constexpr (std::size_t(M) * G::patch * sizeof(float) <= (std::size_t(1) << 20)) return tile_columns<G>();
+  return std::max(tile_columns<G>(), (std::size_t(1) << 20) / std::max<std::size_t>(G::patch, M) / 16 * 16);
+}
+
 /// Image groups of the backward pass: a fixed number (not the thread count, which would change
 /// the summation order), each owning a partial weight gradient.
 constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::size_t>(batch, 4); }
@@ -236,7 +245,7 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
 template <class G, int M, class T>
 void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
   const std::size_t groups = backward_groups(N), per_group = (N + groups - 1) / groups;
-  const std::size_t used_groups = (N + per_group - 1) / per_group, tc = tile_columns<G>();
+  const std::size_t used_groups = (N + per_group - 1) / per_group, tc = backward_tile_columns<G, M>();
   const std::size_t stride = M * G::patch + M;  // one group's partial: weight gradient, then bias
   T* partials = scratch<T>(0, Slot::partials, used_groups * stride);
   // A stride-1 convolution that keeps the image size (K = 2P + 1) has as its input gradient the
