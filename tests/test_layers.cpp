@@ -625,6 +625,9 @@ void check_float_against_double(double tolerance = 1e-5) {
   for (std::size_t i = 0; i < dxs.value_count(); ++i) BOOST_TEST(close(dxs.data()[i], dxd.data()[i]), "dx[" << i << "]");
   for (std::size_t i = 0; i < ws.size(); ++i)
     BOOST_TEST(close(single.network().weight.grad[i], reference.network().weight.grad[i]), "dw[" << i << "]");
+  const auto& bias = single.network().bias.grad;  // empty without a bias
+  for (std::size_t i = 0; i < bias.size(); ++i)
+    BOOST_TEST(close(bias[i], reference.network().bias.grad[i]), "dbias[" << i << "]");
 }
 BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 7>>();   // dx by flipped convolution
@@ -651,9 +654,12 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<3, 5, 7, 2, 3>, Shape<3, 20, 21>>();
   check_float_against_double<Conv2d<2, 3, 3, 3, 1>, Shape<2, 10, 30>>();
   check_float_against_double<Conv2d<32, 64, 3, 2, 1>, Shape<32, 16, 18>>();
-  // A partial weight gradient over 1 MiB: backward tiles wider than 48 columns, and products of
-  // more than one 256-row block. Each dx value sums ~1,200 products, cancelling to ~0.1.
+  // Weight gradients over 1 MiB, split by blocks of input channels, with dx by col2im (stride 2)
+  // or by the flipped convolution, and a bias; products of more than one 256-row block. Each dx
+  // value sums 500–1,200 products, cancelling to ~0.1.
   check_float_against_double<Conv2d<64, 512, 3, 2, 1>, Shape<64, 14, 14>>(1e-4);
+  check_float_against_double<Conv2d<64, 512, 3, 1, 1>, Shape<64, 5, 5>>(1e-4);
+  check_float_against_double<Conv2d<512, 520, 1, 1, 0, true>, Shape<512, 3, 3>>(1e-4);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -181,6 +181,63 @@ PaddedImage<T> padded_cache(std::size_t thread) {
   constexpr bool used = G::padding > 0 && (G::stride == 1 || permutes_columns<G, T>);
   return {used ? scratch<T>(thread, Slot::padded, G::padded_image + padded_slack) : nullptr};
 }
+
+// Layers whose weight gradient outgrows L2 (over 1 MiB) and is not read in place split it by
+// blocks of input channels, not by image groups: each task owns a block of dw over the whole
+// batch, so there are no per-group partials to zero, reread and add up (ResNet50's 512-channel
+// 3×3 layer wrote and reread a 9 MB partial per group of two images).
+template <class G, int M, class T>
+constexpr bool weight_gradient_by_channels =
+    has_panel_kernel<T> && !reads_image_in_place<G, T> && std::size_t(M) * G::patch * sizeof(T) > (std::size_t(1) << 20);
+
+// Channels per block: the largest divisor of C whose block of dwᵀ (rows × M) stays within 512 KiB.
+template <class G, int M>
+constexpr int gradient_block_channels() {
+  const std::size_t most = std::max<std::size_t>(1, (std::size_t(128) << 10) / M / (std::size_t(G::kernel) * G::kernel));
+  for (int c = int(std::min<std::size_t>(most, G::channels)); c > 1; --c)
+    if (G::channels % c == 0) return c;
+  return 1;
+}
+
+// dw (M × patch) += Σ over the batch, dbias (if not null) += Σ dy, for weight_gradient_by_channels
+// layers. gᵀ is packed once for the batch; each task im2cols its channels of a chunk of images and
+// multiplies, summing over images in batch order (the same for any thread count).
+template <class G, int M, class T>
+void weight_gradient_by_channels_of(const T* x, const T* dy, std::size_t N, T* dw, T* dbias) {
+  constexpr int block_channels = gradient_block_channels<G, M>();
+  using Block = ConvGeometry<block_channels, G::height, G::width, G::kernel, G::stride, G::padding>;
+  constexpr std::size_t rows = Block::patch, P = G::positions, panel = panel_width_for(M);
+  // Images per product: up to 1,024 columns, so the patch block stays near 1 MiB for any batch.
+  const std::size_t chunk = std::max<std::size_t>(1, 1024 / P), columns = N * P;
+  T* g_panels = scratch<T>(0, Slot::transposed, columns * whole_panels(M));  // gᵀ: panel j row k at j·columns·panel + k·panel
+  parallel_for(N, [&](std::size_t n, std::size_t) {
+    for (std::size_t m = 0; m < std::size_t(M); ++m) {
+      const T* g = dy + (n * M + m) * P;
+      T* out = g_panels + m / panel * columns * panel + n * P * panel + m % panel;
+      for (std::size_t p = 0; p < P; ++p) out[p * panel] = g[p];
+    }
+  });
+  if (dbias)
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t m = 0; m < std::size_t(M); ++m)
+        dbias[m] += std::accumulate(dy + (n * M + m) * P, dy + (n * M + m + 1) * P, T(0));
+  parallel_for(std::size_t(G::channels / block_channels), [&](std::size_t b, std::size_t thread) {
+    const std::size_t c0 = b * block_channels;
+    T* block = scratch<T>(thread, Slot::gradient, rows * M);  // dwᵀ rows [c0·K², ...) × M
+    for (std::size_t n0 = 0; n0 < N; n0 += chunk) {
+      const std::size_t n1 = std::min(N, n0 + chunk), ld = (n1 - n0) * P;
+      T* col = scratch<T>(thread, Slot::columns, rows * ld);
+      for (std::size_t n = n0; n < n1; ++n) {
+        PaddedImage<T> padded = padded_cache<Block, T>(thread);  // channels c0.. of image n only
+        im2col_tile<Block>(x + n * G::image + c0 * G::height * G::width, 0, P, col + (n - n0) * P, ld, &padded);
+      }
+      panel_gemm<T>(rows, ld, Strided<T>{col, ld, 1}, g_panels + n0 * P * panel, panel, columns * panel, M, block, M,
+                    n0 > 0, panel);
+    }
+    for (std::size_t m = 0; m < std::size_t(M); ++m)
+      for (std::size_t r = 0; r < rows; ++r) dw[m * G::patch + c0 * (rows / block_channels) + r] += block[r * M + m];
+  });
+}
 }  // namespace detail
 
 /// Output columns per GEMM tile: whole panels (a part-filled one runs at a third of the speed),
@@ -240,26 +297,56 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
   });
 }
 
+namespace detail {
+// dx (if not null) = dL/dx of a stride-1, size-keeping convolution: the convolution of dy with the
+// weights flipped and transposed, run by the forward kernel.
+template <class G, int M, class T>
+void flipped_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
+  if (!dx) return;
+  constexpr int C = G::channels, K = G::kernel;
+  constexpr std::size_t taps = std::size_t(K) * K, block = 16;
+  T* flipped = scratch<T>(0, Slot::flipped, G::patch * M);  // C × M × K × K, each kernel reversed
+  // In 16 × 16 blocks of (c, m), in parallel over c: row by row, one side was written (or read)
+  // a value per cache line, so ResNet50's 2048 × 512 1×1 weights took 7 ms on one thread.
+  parallel_for((C + block - 1) / block, [&](std::size_t cb, std::size_t) {
+    const std::size_t c0 = cb * block, c1 = std::min<std::size_t>(C, c0 + block);
+    for (std::size_t m0 = 0; m0 < std::size_t(M); m0 += block)
+      for (std::size_t c = c0; c < c1; ++c)
+        for (std::size_t m = m0; m < std::min<std::size_t>(M, m0 + block); ++m)
+          for (std::size_t t = 0; t < taps; ++t) flipped[(c * M + m) * taps + t] = w[(m * C + c) * taps + taps - 1 - t];
+  });
+  using Transposed = ConvGeometry<M, G::out_height, G::out_width, K, 1, G::padding>;
+  conv_forward<Transposed, C>(dy, N, flipped, ChannelTransform<T>{}, dx);
+}
+}  // namespace detail
+
 /// Gradients of conv_forward: dw (M × patch) and dbias (M, if not null) accumulate Σ over the
 /// batch; dx (if not null) is overwritten with dL/dx. dy: N × M × G::positions.
 template <class G, int M, class T>
 void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
   const std::size_t groups = backward_groups(N), per_group = (N + groups - 1) / groups;
   const std::size_t used_groups = (N + per_group - 1) / per_group, tc = backward_tile_columns<G, M>();
-  const std::size_t stride = M * G::patch + M;  // one group's partial: weight gradient, then bias
-  T* partials = scratch<T>(0, Slot::partials, used_groups * stride);
   // A stride-1 convolution that keeps the image size (K = 2P + 1) has as its input gradient the
   // same kind of convolution of dy, with the weights flipped and transposed: the forward kernel
   // runs it faster than a dcol product followed by col2im.
   constexpr bool dx_by_convolution =
       has_panel_kernel<T> && G::stride == 1 && G::out_height == G::height && G::out_width == G::width;
   T* const group_dx = dx_by_convolution ? nullptr : dx;
+  constexpr bool in_place = detail::reads_image_in_place<G, T>;
+  constexpr bool by_channels = detail::weight_gradient_by_channels<G, M, T>;
+  // Otherwise each image group sums its own partial (weight gradient, then bias), added up below.
+  const std::size_t stride = by_channels ? 0 : M * G::patch + M;
+  T* partials = scratch<T>(0, Slot::partials, used_groups * stride);
+  if constexpr (by_channels) {
+    detail::weight_gradient_by_channels_of<G, M>(x, dy, N, dw, dbias);
+    if constexpr (dx_by_convolution) return detail::flipped_input_gradient<G, M>(dy, N, w, dx);
+    if (!dx) return;
+  }
   parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
     T* pw = partials + group * stride;
     std::fill_n(pw, stride, T(0));
-    detail::RowMap<T> grad_w(pw, M, G::patch);
+    detail::RowMap<T> grad_w(pw, by_channels ? 0 : M, G::patch);
     const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
-    constexpr bool in_place = detail::reads_image_in_place<G, T>;
     if constexpr (in_place) {
       detail::weight_gradient_in_place<G, M>(x, dy, n0, n1, thread, pw, dbias ? pw + M * G::patch : nullptr);
       if (!group_dx) return;  // at stride 1, dx is a convolution (below)
@@ -271,7 +358,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       T* grad_out = scratch<T>(thread, Slot::tile, M * count);
       gather_tile(dy, M * G::positions, G::positions, M, first, count, grad_out, count);
       const detail::ConstRowMap<T> g(grad_out, M, count);
-      if constexpr (!in_place) {
+      if constexpr (!in_place && !by_channels) {
         const auto [col, ld] = detail::columns<G>(x, first, count, thread, &padded);
         if constexpr (has_panel_kernel<T>) {
           // The partial holds dwᵀ (patch × M) += col · gᵀ: col read in place, gᵀ packed into panels.
@@ -293,6 +380,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
       col2im_tile_add<G>(dcol, count, first, count, group_dx);
     }
   });
+  if constexpr (by_channels) return;
   // Sum the partials into dw in group order (each value is added to in the same order for any
   // thread count), in parallel over slices of the gradient.
   if (dbias)
@@ -320,24 +408,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
         for (std::size_t i = begin; i < end; ++i) dw[i] += partials[group * stride + i];
     });
   }
-  if constexpr (dx_by_convolution) {
-    if (!dx) return;
-    constexpr int C = G::channels, K = G::kernel;
-    constexpr std::size_t taps = std::size_t(K) * K, block = 16;
-    T* flipped = scratch<T>(0, Slot::flipped, G::patch * M);  // C × M × K × K, each kernel reversed
-    // In 16 × 16 blocks of (c, m), in parallel over c: row by row, one side was written (or read)
-    // a value per cache line, so ResNet50's 2048 × 512 1×1 weights took 7 ms on one thread.
-    parallel_for((C + block - 1) / block, [&](std::size_t cb, std::size_t) {
-      const std::size_t c0 = cb * block, c1 = std::min<std::size_t>(C, c0 + block);
-      for (std::size_t m0 = 0; m0 < std::size_t(M); m0 += block)
-        for (std::size_t c = c0; c < c1; ++c)
-          for (std::size_t m = m0; m < std::min<std::size_t>(M, m0 + block); ++m)
-            for (std::size_t t = 0; t < taps; ++t)
-              flipped[(c * M + m) * taps + t] = w[(m * C + c) * taps + taps - 1 - t];
-    });
-    using Transposed = ConvGeometry<M, G::out_height, G::out_width, K, 1, G::padding>;
-    conv_forward<Transposed, C>(dy, N, flipped, ChannelTransform<T>{}, dx);
-  }
+  if constexpr (dx_by_convolution) detail::flipped_input_gradient<G, M>(dy, N, w, dx);
 }
 
 }  // namespace ctnn::kernels
