@@ -186,9 +186,10 @@ PaddedImage<T> padded_cache(std::size_t thread) {
 // blocks of input channels, not by image groups: each task owns a block of dw over the whole
 // batch, so there are no per-group partials to zero, reread and add up (ResNet50's 512-channel
 // 3×3 layer wrote and reread a 9 MB partial per group of two images).
+template <class G, int M>
+constexpr bool weights_outgrow_l2 = std::size_t(M) * G::patch * sizeof(float) > (std::size_t(1) << 20);
 template <class G, int M, class T>
-constexpr bool weight_gradient_by_channels =
-    has_panel_kernel<T> && !reads_image_in_place<G, T> && std::size_t(M) * G::patch * sizeof(T) > (std::size_t(1) << 20);
+constexpr bool weight_gradient_by_channels = has_panel_kernel<T> && !reads_image_in_place<G, T> && weights_outgrow_l2<G, M>;
 
 // Channels per block: the largest divisor of C whose block of dwᵀ (rows × M) stays within 512 KiB.
 template <class G, int M>
@@ -254,7 +255,7 @@ constexpr std::size_t tile_columns() {
 /// gradient at batch 8: 77 → 45 ms).
 template <class G, int M>
 constexpr std::size_t backward_tile_columns() {
-  if constexpr (std::size_t(M) * G::patch * sizeof(float) <= (std::size_t(1) << 20)) return tile_columns<G>();
+  if constexpr (!detail::weights_outgrow_l2<G, M>) return tile_columns<G>();
   return std::max(tile_columns<G>(), (std::size_t(1) << 20) / std::max<std::size_t>(G::patch, M) / 16 * 16);
 }
 
