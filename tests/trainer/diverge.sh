@@ -7,9 +7,7 @@
 set -euo pipefail
 train="$1" evaluate="$2" data="$3" work="$4"
 rm -rf "$work" && mkdir -p "$work"
-# CTNN_QUICK (set by scripts/test --sanitize): smaller batches; 8 iterations per epoch either way.
-if [ -n "${CTNN_QUICK:-}" ]; then test_images=16 size=(--limit-train 64 --batch-size 8); else test_images=64 size=(--limit-train 256 --batch-size 32); fi
-args=(--data "$data" "${size[@]}" --limit-test "$test_images" --threads 1 --no-progress)
+args=(--data "$data" --limit-train 256 --batch-size 32 --limit-test 64 --threads 1 --no-progress)
 
 status=0
 "$train" "${args[@]}" --lr 0.1 --epochs 2 --schedule step --step-size 1 --gamma 1e30 --eval-every 2 \
@@ -24,7 +22,7 @@ last_logged=$(awk -F'|' '/^Epoch:/ {print $2}' "$work/run.log" | grep -o "[0-9]*
 [ "$kept" -lt "$last_logged" ] || fail "the kept checkpoint ($kept) should predate the diverged evaluation ($last_logged)"
 # The kept checkpoint holds the weights of iteration $kept: finite (a strict load refuses NaN) and
 # scoring what the trainer logged for that iteration.
-"$evaluate" --checkpoint "$work/run" --data "$data" --limit "$test_images" >"$work/evaluate.log" 2>&1 ||
+"$evaluate" --checkpoint "$work/run" --data "$data" --limit 64 >"$work/evaluate.log" 2>&1 ||
   { cat "$work/evaluate.log" >&2; fail "evaluate could not use the kept checkpoint"; }
 logged=$(awk -F'|' -v it="$kept" '/^Epoch:/ && $2 ~ ("iteration " it " ") {print $5}' "$work/run.log" | grep -o "[0-9.]*$")
 evaluated=$(awk '/^test accuracy:/ {print $3}' "$work/evaluate.log")

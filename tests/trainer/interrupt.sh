@@ -4,8 +4,7 @@
 set -euo pipefail
 train="$1" data="$2" work="$3"
 rm -rf "$work" && mkdir -p "$work"
-# CTNN_QUICK (set by scripts/test --sanitize, where every step is slower): a shorter run.
-args=(--data "$data" --limit-train "$([ -n "${CTNN_QUICK:-}" ] && echo 640 || echo 4000)" --limit-test 100 --batch-size 32
+args=(--data "$data" --limit-train 4000 --limit-test 100 --batch-size 32
       --eval-every 0 --threads 1 --no-progress)
 
 "$train" "${args[@]}" --out "$work/run" >"$work/run.log" 2>&1 &

@@ -5,9 +5,7 @@
 set -euo pipefail
 train="$1" data="$2" work="$3"
 rm -rf "$work" && mkdir -p "$work"
-# CTNN_QUICK (set by scripts/test --sanitize): fewer images, the same iterations and stop point.
-if [ -n "${CTNN_QUICK:-}" ]; then size=(--limit-train 160 --limit-test 20 --batch-size 16); else size=(--limit-train 640 --limit-test 200 --batch-size 64); fi
-args=(--data "$data" "${size[@]}" --epochs 2 --eval-every 4 --seed 5 --threads 2 --no-progress)
+args=(--data "$data" --limit-train 640 --limit-test 200 --batch-size 64 --epochs 2 --eval-every 4 --seed 5 --threads 2 --no-progress)
 
 "$train" "${args[@]}" --out "$work/whole" >"$work/whole.log"
 "$train" "${args[@]}" --out "$work/parts" --stop-after 13 >"$work/part1.log"

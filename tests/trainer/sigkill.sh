@@ -5,9 +5,7 @@
 set -euo pipefail
 train="$1" evaluate="$2" data="$3" work="$4"
 rm -rf "$work" && mkdir -p "$work"
-# CTNN_QUICK (set by scripts/test --sanitize): smaller batches, the same schedule of checkpoints.
-if [ -n "${CTNN_QUICK:-}" ]; then size=(--limit-train 160 --limit-test 20 --batch-size 8); else size=(--limit-train 1280 --limit-test 100 --batch-size 64); fi
-args=(--data "$data" "${size[@]}" --eval-every 2 --seed 3 --threads 1 --no-progress)
+args=(--data "$data" --limit-train 1280 --limit-test 100 --batch-size 64 --eval-every 2 --seed 3 --threads 1 --no-progress)
 
 "$train" "${args[@]}" --out "$work/whole" >"$work/whole.log"
 
