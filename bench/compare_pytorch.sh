@@ -32,7 +32,15 @@ python=/usr/bin/python3  # Debian's interpreter: the one python3-torch installs 
 if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
   echo "compare_pytorch: installing python3-torch python3-torchvision" >&2
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq python3-torch python3-torchvision >&2
+  # dpkg's progress goes to a log, shown only if the installation fails.
+  apt_log="$(mktemp)"
+  if ! { $sudo_cmd apt-get update -qq &&
+         $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-torchvision; } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    echo "compare_pytorch: apt-get could not install python3-torch python3-torchvision (its output is above)" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
