@@ -11,7 +11,7 @@ args=(--data "$data" --limit-train 4000 --limit-test 100 --batch-size 32
 pid=$!
 # Wait until training is under way (the header is flushed before the first batch), then let it
 # run one second: the run takes about ten.
-# (Waits as long as the run lives: instrumented builds on a busy machine are slow to start.)
+# (Waits as long as the run lives: a busy machine can be slow to start it.)
 until grep -q "thread(s)" "$work/run.log"; do
   kill -0 "$pid" 2>/dev/null || { echo "interrupt.sh: the run ended before printing its header" >&2; cat "$work/run.log" >&2; exit 1; }
   sleep 0.1
