@@ -29,19 +29,9 @@ done
 build="${BUILD_DIR:-$root/build-bench}"
 python=/usr/bin/python3  # Debian's interpreter: the one python3-torch installs into
 
-if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
-  echo "compare_pytorch: installing python3-torch python3-torchvision" >&2
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  # dpkg's progress goes to a log, shown only if the installation fails.
-  apt_log="$(mktemp)"
-  if ! { $sudo_cmd apt-get update -qq &&
-         $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-torchvision; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    echo "compare_pytorch: apt-get could not install python3-torch python3-torchvision (its output is above)" >&2
-    exit 1
-  fi
-  rm -f "$apt_log"
-fi
+# shellcheck source=../scripts/common.sh
+source "$root/scripts/common.sh"
+ensure_packages python3-torch python3-torchvision
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 --target bench_mnist bench_resnet50 bench_conv_layers peak_flops >/dev/null
