@@ -594,24 +594,68 @@ BOOST_AUTO_TEST_CASE(panel_gemm_accumulates_a_transposed_pack) {
       }
 }
 
+// The strided input gradient by phases against the direct sum dx[c][iy][ix] = Σ w[m][c][ky][kx] ·
+// dy[m][oy][ox] over iy = S·oy + ky − P, ix = S·ox + kx − P. dx starts as NaN, so a value no phase
+// writes fails. Besides what conv_backward sends it (3×3 stride 2), the kernels it also handles:
+// 1×1 stride 2 (phases no tap reaches, zeroed), a 7×7 stem, stride 3, inputs of one row.
+template <int C, int H, int W, int K, int S, int P, int M>
+void check_phase_input_gradient(std::size_t N) {
+  using G = kernels::ConvGeometry<C, H, W, K, S, P>;
+  Rng rng(12);
+  std::vector<float> w(M * G::patch), dy(N * M * G::positions);
+  std::vector<float> dx(N * G::image, std::numeric_limits<float>::quiet_NaN());
+  for (auto* v : {&w, &dy})
+    for (auto& e : *v) e = float(rng.uniform(-1, 1));
+  kernels::phase_input_gradient<G, M>(dy.data(), N, w.data(), dx.data());
+  std::vector<double> expected(dx.size(), 0.0);
+  for (std::size_t n = 0; n < N; ++n)
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < C; ++c)
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx)
+            for (int oy = 0; oy < G::out_height; ++oy)
+              for (int ox = 0; ox < G::out_width; ++ox) {
+                const int iy = S * oy + ky - P, ix = S * ox + kx - P;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                expected[n * G::image + (std::size_t(c) * H + iy) * W + ix] +=
+                    double(w[((std::size_t(m) * C + c) * K + ky) * K + kx]) *
+                    dy[(n * M + m) * G::positions + std::size_t(oy) * G::out_width + ox];
+              }
+  const double tolerance = 1e-6 * std::sqrt(double(M) * K * K);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < dx.size(); ++i)
+    if (!(std::abs(dx[i] - expected[i]) <= tolerance * (1 + std::abs(expected[i])))) ++wrong;
+  BOOST_TEST(wrong == 0u, C << "×" << H << "×" << W << " K" << K << " S" << S << " → " << M << ", batch " << N);
+}
+BOOST_AUTO_TEST_CASE(phase_input_gradient_matches_the_direct_sum) {
+  check_phase_input_gradient<4, 7, 7, 3, 2, 1, 8>(9);      // MNIST's last strided layer, 3 images a chunk
+  check_phase_input_gradient<3, 9, 11, 3, 2, 1, 5>(5);
+  check_phase_input_gradient<3, 7, 6, 1, 2, 0, 4>(9);      // 1×1: three phases of zeros
+  check_phase_input_gradient<3, 20, 21, 7, 2, 3, 5>(2);    // dy bordered on both sides
+  check_phase_input_gradient<2, 10, 30, 3, 3, 1, 3>(2);    // stride 3
+  check_phase_input_gradient<2, 1, 5, 3, 2, 1, 3>(2);      // one row: phase row 0 unused
+  check_phase_input_gradient<64, 14, 14, 3, 2, 1, 512>(1); // weights over 1 MiB: channels split
+}
+
 // Float convolutions take other routes than the double ones the gradient checks use (panel
 // kernel; the input gradient of a size-keeping stride-1 convolution as a convolution of dy with
-// flipped weights): their forward and backward must agree with double precision.
+// flipped weights, of a strided one by phases): their forward and backward must agree with
+// double precision.
 template <class Conv, ShapeType In>
-void check_float_against_double(double tolerance = 1e-5) {
+void check_float_against_double(double tolerance = 1e-5, std::size_t batch = 3) {
   Model<Conv, In, float> single(4);
   Model<Conv, In, double> reference(4);
   auto& ws = single.network().weight.value;
   auto& wd = reference.network().weight.value;
   Rng rng(9);
   for (std::size_t i = 0; i < ws.size(); ++i) wd[i] = ws[i] = float(rng.uniform(-1, 1));
-  Batch<In, float> xs(3);
-  Batch<In, double> xd(3);
+  Batch<In, float> xs(batch);
+  Batch<In, double> xd(batch);
   for (std::size_t i = 0; i < xs.value_count(); ++i) xd.data()[i] = xs.data()[i] = float(rng.uniform(-1, 1));
   const auto& ys = single.forward(xs, Mode::train);
   const auto& yd = reference.forward(xd, Mode::train);
-  typename Model<Conv, In, float>::Output gs(3);
-  typename Model<Conv, In, double>::Output gd(3);
+  typename Model<Conv, In, float>::Output gs(batch);
+  typename Model<Conv, In, double>::Output gd(batch);
   for (std::size_t i = 0; i < gs.value_count(); ++i) gd.data()[i] = gs.data()[i] = float(rng.uniform(-1, 1));
   Batch<In, float> dxs;
   Batch<In, double> dxd;
@@ -632,13 +676,14 @@ void check_float_against_double(double tolerance = 1e-5) {
 BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 7>>();   // dx by flipped convolution
   check_float_against_double<Conv2d<4, 9, 1>, Shape<4, 6, 6>>();         // pointwise, dx likewise
-  check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dcol and col2im
+  check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dx by phases
   check_float_against_double<Conv2d<2, 3, 5, 1, 2>, Shape<2, 6, 5>>();   // 5×5, padding 2
   // Short output rows are assembled by permutes, 16 columns from 32 inputs: rows 32 apart (one
   // row per permute), whole images per 16 columns, and a backward tile of more than 64 columns.
   check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 14, 14>>();
   check_float_against_double<Conv2d<3, 4, 3, 1, 1>, Shape<3, 4, 4>>();
-  // Stride-2 rows longer than a vector: strided copies into the patch rows and back (col2im).
+  // Stride-2 rows longer than a vector: strided copies into the patch rows, and out of them (col2im
+  // at 1×1, the input gradient's phases at 3×3).
   check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 6, 38>>();
   check_float_against_double<Conv2d<2, 3, 1, 2, 0>, Shape<2, 5, 40>>();
   // Rows of 8·P or more: the image is read in place (conv_forward_in_place), forward and dx.
@@ -654,12 +699,17 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<3, 5, 7, 2, 3>, Shape<3, 20, 21>>();
   check_float_against_double<Conv2d<2, 3, 3, 3, 1>, Shape<2, 10, 30>>();
   check_float_against_double<Conv2d<32, 64, 3, 2, 1>, Shape<32, 16, 18>>();
-  // Weight gradients over 1 MiB, split by blocks of input channels, with dx by col2im (stride 2)
+  // Weight gradients over 1 MiB, split by blocks of input channels, with dx by phases (stride 2)
   // or by the flipped convolution, and a bias; products of more than one 256-row block. Each dx
   // value sums 500–1,200 products, cancelling to ~0.1.
   check_float_against_double<Conv2d<64, 512, 3, 2, 1>, Shape<64, 14, 14>>(1e-4);
   check_float_against_double<Conv2d<64, 512, 3, 1, 1>, Shape<64, 5, 5>>(1e-4);
   check_float_against_double<Conv2d<512, 520, 1, 1, 0, true>, Shape<512, 3, 3>>(1e-4);
+  // Several images per phase GEMM (batch 9: three per task), with the dropped columns between
+  // them: MNIST's strided shapes and an odd-sized one.
+  check_float_against_double<Conv2d<4, 8, 3, 2, 1>, Shape<4, 7, 7>>(1e-5, 9);
+  check_float_against_double<Conv2d<3, 5, 3, 2, 1>, Shape<3, 14, 14>>(1e-5, 9);
+  check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 9, 11>>(1e-5, 9);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -16,8 +16,10 @@
 #include "ctnn/kernels/channel_transform.hpp"
 #include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
+#include "ctnn/kernels/phase_input_gradient.hpp"
 #include "ctnn/kernels/scratch.hpp"
 #include "ctnn/kernels/tap_correlation.hpp"
+#include "ctnn/kernels/task_split.hpp"
 #include "ctnn/threads.hpp"
 
 namespace ctnn::kernels {
@@ -75,14 +77,6 @@ inline const std::array<std::uint32_t, G::patch> tap_offsets = [] {
       for (int kx = 0; kx < K; ++kx) offsets[(std::size_t(c) * K + ky) * K + kx] = std::uint32_t(G::tap_offset(c, ky, kx));
   return offsets;
 }();
-
-// Batches of 1–3 images: tasks also split the output channels, in whole 8-row register tiles, so
-// every thread has work. Returns {splits, rows per split}.
-template <int M>
-std::pair<std::size_t, std::size_t> channel_splits(std::size_t units) {
-  const std::size_t splits = units >= 4 ? 1 : std::max<std::size_t>(1, std::min<std::size_t>((4 + units - 1) / units, M / 16));
-  return {splits, ((M + splits - 1) / splits + 7) / 8 * 8};
-}
 
 // A zero-bordered image cache for the in-place kernels, with a zeroed tail: the dropped columns of
 // the last rows (and the tap correlation's last vector) read a little past the copy.
@@ -182,12 +176,10 @@ PaddedImage<T> padded_cache(std::size_t thread) {
   return {used ? scratch<T>(thread, Slot::padded, G::padded_image + padded_slack) : nullptr};
 }
 
-// Layers whose weight gradient outgrows L2 (over 1 MiB) and is not read in place split it by
-// blocks of input channels, not by image groups: each task owns a block of dw over the whole
-// batch, so there are no per-group partials to zero, reread and add up (ResNet50's 512-channel
-// 3×3 layer wrote and reread a 9 MB partial per group of two images).
-template <class G, int M>
-constexpr bool weights_outgrow_l2 = std::size_t(M) * G::patch * sizeof(float) > (std::size_t(1) << 20);
+// Layers whose weight gradient outgrows L2 (see weights_outgrow_l2) and is not read in place
+// split it by blocks of input channels, not by image groups: each task owns a block of dw over the
+// whole batch, so there are no per-group partials to zero, reread and add up (ResNet50's
+// 512-channel 3×3 layer wrote and reread a 9 MB partial per group of two images).
 template <class G, int M, class T>
 constexpr bool weight_gradient_by_channels = has_panel_kernel<T> && !reads_image_in_place<G, T> && weights_outgrow_l2<G, M>;
 
@@ -320,6 +312,26 @@ void flipped_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
   using Transposed = ConvGeometry<M, G::out_height, G::out_width, K, 1, G::padding>;
   conv_forward<Transposed, C>(dy, N, flipped, ChannelTransform<T>{}, dx);
 }
+
+// Input gradients computed apart from the weight gradient's tiles: a stride-1 convolution that
+// keeps the image size (K = 2P + 1) has as its input gradient the same kind of convolution of dy,
+// with the weights flipped and transposed, which the forward kernel runs; a strided one, S×S
+// stride-1 correlations (phase_input_gradient.hpp). Either is faster than a dcol product
+// followed by col2im, which the other geometries (and builds without the panel kernel) keep. A
+// 1×1 strided kernel's dcol is already the size of dy and col2im only spreads it: by phases,
+// which first copy dy, ResNet50's 1×1 stride-2 input gradients were 5–30 % slower.
+template <class G, class T>
+constexpr bool input_gradient_by_convolution =
+    has_panel_kernel<T> && G::stride == 1 && G::out_height == G::height && G::out_width == G::width;
+template <class G, class T>
+constexpr bool input_gradient_by_phases = has_panel_kernel<T> && G::stride > 1 && G::kernel > 1;
+
+template <class G, int M, class T>
+void input_gradient_apart(const T* dy, std::size_t N, const T* w, T* dx) {
+  if (!dx) return;
+  if constexpr (input_gradient_by_convolution<G, T>) flipped_input_gradient<G, M>(dy, N, w, dx);
+  if constexpr (input_gradient_by_phases<G, T>) phase_input_gradient<G, M>(dy, N, w, dx);
+}
 }  // namespace detail
 
 /// Gradients of conv_forward: dw (M × patch) and dbias (M, if not null) accumulate Σ over the
@@ -328,12 +340,8 @@ template <class G, int M, class T>
 void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
   const std::size_t groups = backward_groups(N), per_group = (N + groups - 1) / groups;
   const std::size_t used_groups = (N + per_group - 1) / per_group, tc = backward_tile_columns<G, M>();
-  // A stride-1 convolution that keeps the image size (K = 2P + 1) has as its input gradient the
-  // same kind of convolution of dy, with the weights flipped and transposed: the forward kernel
-  // runs it faster than a dcol product followed by col2im.
-  constexpr bool dx_by_convolution =
-      has_panel_kernel<T> && G::stride == 1 && G::out_height == G::height && G::out_width == G::width;
-  T* const group_dx = dx_by_convolution ? nullptr : dx;
+  constexpr bool dx_apart = detail::input_gradient_by_convolution<G, T> || detail::input_gradient_by_phases<G, T>;
+  T* const group_dx = dx_apart ? nullptr : dx;
   constexpr bool in_place = detail::reads_image_in_place<G, T>;
   constexpr bool by_channels = detail::weight_gradient_by_channels<G, M, T>;
   // Otherwise each image group sums its own partial (weight gradient, then bias), added up below.
@@ -341,7 +349,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
   T* partials = scratch<T>(0, Slot::partials, used_groups * stride);
   if constexpr (by_channels) {
     detail::weight_gradient_by_channels_of<G, M>(x, dy, N, dw, dbias);
-    if constexpr (dx_by_convolution) return detail::flipped_input_gradient<G, M>(dy, N, w, dx);
+    if constexpr (dx_apart) return detail::input_gradient_apart<G, M>(dy, N, w, dx);
     if (!dx) return;
   }
   parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
@@ -351,7 +359,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
     const std::size_t n0 = group * per_group, n1 = std::min(N, n0 + per_group);
     if constexpr (in_place) {
       detail::weight_gradient_in_place<G, M>(x, dy, n0, n1, thread, pw, dbias ? pw + M * G::patch : nullptr);
-      if (!group_dx) return;  // at stride 1, dx is a convolution (below)
+      if (!group_dx) return;  // dx is computed apart (below)
     }
     PaddedImage<T> padded = detail::padded_cache<G, T>(thread);
     if (group_dx) std::fill(group_dx + n0 * G::image, group_dx + n1 * G::image, T(0));
@@ -410,7 +418,7 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
         for (std::size_t i = begin; i < end; ++i) dw[i] += partials[group * stride + i];
     });
   }
-  if constexpr (dx_by_convolution) detail::flipped_input_gradient<G, M>(dy, N, w, dx);
+  detail::input_gradient_apart<G, M>(dy, N, w, dx);
 }
 
 }  // namespace ctnn::kernels

@@ -124,8 +124,8 @@ inline void panel_rows(std::size_t M, std::size_t K, A a, const float* b, BRows 
   const std::size_t whole = M / 8 * 8;
   for (std::size_t r = 0; r < whole; r += 8)
     panel_tile<8, Vectors>(K, a.from_row(r), b, b_rows, c + r * ldc, ldc, last, accumulate);
-  for (std::size_t r = whole, left = M % 8; left > 0; ++r, --left)  // counted down: GCC then sees M % 8 == 0
-    panel_tile<1, Vectors>(K, a.from_row(r), b, b_rows, c + r * ldc, ldc, last, accumulate);
+  for (std::size_t i = 0; i < M % 8; ++i)
+    panel_tile<1, Vectors>(K, a.from_row(whole + i), b, b_rows, c + (whole + i) * ldc, ldc, last, accumulate);
 }
 #endif
 

@@ -79,25 +79,35 @@ inline void copy_strided_row(const T* in, int length, T* out) {
 #endif
   for (int i = 0; i < length; ++i) out[i] = in[i * S];
 }
-/// out[i·S] += in[i] for i in [0, length): the adjoint of copy_strided_row.
-template <int S, class T>
-inline void add_strided_row(const T* in, int length, T* out) {
+/// out[i·S] = in[i] (or += if Accumulate) for i in [0, length): the adjoint of copy_strided_row.
+template <int S, bool Accumulate, class T>
+inline void spread_strided_row(const T* in, int length, T* out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float> && S == 2) {
     const __m512i low_half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i high_half = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const auto put = [](float* o, __mmask16 lanes, __m512 v) {
+      if constexpr (Accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, o), v);
+      _mm512_mask_storeu_ps(o, lanes, v);
+    };
     for (int i = 0; i < length; i += 16) {
       const __m512 v = _mm512_maskz_loadu_ps(first_lanes(length - i), in + i);
       const int span = 2 * std::min(16, length - i) - 1;
       const __mmask16 low = first_lanes(span) & 0x5555, high = first_lanes(span - 16) & 0x5555;  // even lanes
-      float* o = out + 2 * i;
-      _mm512_mask_storeu_ps(o, low, _mm512_add_ps(_mm512_maskz_loadu_ps(low, o), _mm512_permutexvar_ps(low_half, v)));
-      _mm512_mask_storeu_ps(o + 16, high, _mm512_add_ps(_mm512_maskz_loadu_ps(high, o + 16), _mm512_permutexvar_ps(high_half, v)));
+      put(out + 2 * i, low, _mm512_permutexvar_ps(low_half, v));
+      put(out + 2 * i + 16, high, _mm512_permutexvar_ps(high_half, v));
     }
     return;
   }
 #endif
-  for (int i = 0; i < length; ++i) out[i * S] += in[i];
+  for (int i = 0; i < length; ++i) {
+    if constexpr (Accumulate) out[i * S] += in[i];
+    else out[i * S] = in[i];
+  }
+}
+template <int S, class T>
+inline void add_strided_row(const T* in, int length, T* out) {
+  spread_strided_row<S, true>(in, length, out);
 }
 
 /// A convolution of C×H×W images with a K×K kernel, stride S and zero padding P.
