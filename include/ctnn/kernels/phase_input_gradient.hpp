@@ -2,7 +2,7 @@
 // (py < S) is reached only by kernel rows ky = py + S·j, each from output row a − j; so each of the
 // S×S phases of dx (rows ≡ py, columns ≡ px mod S) is a stride-1 correlation of dy with a
 // sub-kernel of ⌈(K − py)/S⌉ × ⌈(K − px)/S⌉ taps, run as one GEMM that reads a zero-bordered dy
-// in place. The im2col way (dcol = wᵀ · dy, then col2im adding K² values into most inputs)
+// in place. The im2col way (dcol = wᵀ · dy, then col2im adding up to ⌈K/S⌉² values into each input)
 // wrote and reread a patch matrix of C·K² values per output position, K²/S² times the size of dx.
 #pragma once
 
