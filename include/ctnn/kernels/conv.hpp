@@ -242,9 +242,9 @@ constexpr std::size_t tile_columns() {
 }
 
 /// Columns per backward tile. Each tile's input-gradient product (dcol = wᵀ · g) streams all of
-/// the weights, so where they outgrow L2 (over 1 MiB: ResNet50's deepest layers) tiles are as wide
-/// as a 4 MiB patch or gradient tile allows, not the forward's 48 (stride-2 512-channel input
-/// gradient at batch 8: 77 → 45 ms).
+/// the weights, so where they outgrow L2 (over 1 MiB: ResNet50's 1×1 stride-2 shortcuts of 512 and
+/// more channels) tiles are as wide as a 4 MiB patch or gradient tile allows, not the forward's 48
+/// (the stride-2 512-channel 3×3 input gradient, before it went by phases: 77 → 45 ms at batch 8).
 template <class G, int M>
 constexpr std::size_t backward_tile_columns() {
   if constexpr (!detail::weights_outgrow_l2<G, M>) return tile_columns<G>();
@@ -318,8 +318,8 @@ void flipped_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
 // with the weights flipped and transposed, which the forward kernel runs; a strided one, S×S
 // stride-1 correlations (phase_input_gradient.hpp). Either is faster than a dcol product
 // followed by col2im, which the other geometries (and builds without the panel kernel) keep. A
-// 1×1 strided kernel's dcol is already the size of dy and col2im only spreads it: by phases,
-// which first copy dy, ResNet50's 1×1 stride-2 input gradients were 5–30 % slower.
+// 1×1 strided kernel's dcol holds just the inputs it reaches, which col2im only spreads: by
+// phases, which first copy dy, ResNet50's 1×1 stride-2 input gradients were 5–30 % slower.
 template <class G, class T>
 constexpr bool input_gradient_by_convolution =
     has_panel_kernel<T> && G::stride == 1 && G::out_height == G::height && G::out_width == G::width;
