@@ -694,11 +694,14 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   // lane sums per weight over 1 MiB) the product with panels of gᵀ.
   check_float_against_double<Conv2d<2, 5, 3, 1, 1>, Shape<2, 20, 30>>();
   check_float_against_double<Conv2d<32, 64, 3, 1, 1>, Shape<32, 8, 8>>();
+  // ... and as that product for short images of 32 channels or more (a panel of 48 holding 32).
+  check_float_against_double<Conv2d<3, 32, 3, 1, 1>, Shape<3, 14, 14>>();
   // Strided ones with rows of 8 or more are read in place too, from S×S phase planes: a 7×7 stem
   // (taps three planes apart), stride 3, and the panel-product weight gradient at stride 2.
   check_float_against_double<Conv2d<3, 5, 7, 2, 3>, Shape<3, 20, 21>>();
   check_float_against_double<Conv2d<2, 3, 3, 3, 1>, Shape<2, 10, 30>>();
   check_float_against_double<Conv2d<32, 64, 3, 2, 1>, Shape<32, 16, 18>>();
+  check_float_against_double<Conv2d<2, 32, 3, 2, 1>, Shape<2, 28, 28>>();  // MNIST's 16→32, 2 channels
   // Weight gradients over 1 MiB, split by blocks of input channels, with dx by phases (stride 2)
   // or by the flipped convolution, and a bias; products of more than one 256-row block. Each dx
   // value sums 500–1,200 products, cancelling to ~0.1.

@@ -117,9 +117,14 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
 // images [n0, n1), col read in place from the zero-bordered image and g laid on the padded-width
 // grid, zero in the dropped columns; dbias (if not null) += Σ g.
 // Layers whose lane-wise partial sums (16 per weight) fit in L2 correlate g with the shifted image
-// rows (vectors along the image); the others multiply with vectors along M, as panels of gᵀ.
+// rows (vectors along the image); the others multiply with vectors along M, as panels of gᵀ. So do
+// short images once M fills two vectors of a panel row: a correlation tile loads and stores its 24
+// sums for every image, which at 14×14 (224 columns, 14 vectors) cost more than the product's one
+// broadcast per two FMAs (MNIST's 32-channel 14×14 weight gradients: 15–30 % faster as products;
+// 32 channels at 28×28 and 16 at 14×14 stay faster correlated).
 template <class G, int M>
-constexpr bool correlates_taps = std::size_t(M) * G::patch * tap_lanes * sizeof(float) <= (std::size_t(1) << 20);
+constexpr bool correlates_taps = (M < 32 || in_place_columns<G> >= 512) &&
+                                 std::size_t(M) * G::patch * tap_lanes * sizeof(float) <= (std::size_t(1) << 20);
 
 template <class G, int M, class T>
 void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size_t n1, std::size_t thread, T* pw,
