@@ -297,11 +297,10 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
 }
 
 namespace detail {
-// dx (if not null) = dL/dx of a stride-1, size-keeping convolution: the convolution of dy with the
+// dx = dL/dx of a stride-1, size-keeping convolution: the convolution of dy with the
 // weights flipped and transposed, run by the forward kernel.
 template <class G, int M, class T>
 void flipped_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
-  if (!dx) return;
   constexpr int C = G::channels, K = G::kernel;
   constexpr std::size_t taps = std::size_t(K) * K, block = 16;
   T* flipped = scratch<T>(0, Slot::flipped, G::patch * M);  // C × M × K × K, each kernel reversed

@@ -117,7 +117,8 @@ void phase_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
   // so two threads share even a small batch, unless the weights outgrow L2 (over 1 MiB), where
   // every task streams its share of them once per chunk: then chunks as large as Phases allows,
   // and tasks split the input channels instead.
-  const std::size_t per_chunk = detail::weights_outgrow_l2<G, M> ? Phases::images : std::min(Phases::images, std::max<std::size_t>(1, (N + 3) / 4));
+  const std::size_t quarter = std::max<std::size_t>(1, (N + 3) / 4);
+  const std::size_t per_chunk = detail::weights_outgrow_l2<G, M> ? Phases::images : std::min(Phases::images, quarter);
   const std::size_t chunks = (N + per_chunk - 1) / per_chunk;
   T* bordered = scratch<T>(0, Slot::padded, chunks * M * Phases::plane);
   parallel_for(chunks * M, [&](std::size_t task, std::size_t) {
@@ -135,7 +136,7 @@ void phase_input_gradient(const T* dy, std::size_t N, const T* w, T* dx) {
       zero_row(int((Rows::bordered - Rows::border - G::out_height) * width), out);
     }
   });
-  if constexpr (!Phases::covers_input) zero_row(int(N * G::image), dx);
+  if constexpr (!Phases::covers_input) std::fill_n(dx, N * G::image, T(0));
   // Not a structured binding: the lambda captures these, which clang 14 (the fuzz build) rejects.
   const std::pair<std::size_t, std::size_t> split = detail::channel_splits<C>(chunks);
   const std::size_t splits = split.first, split_rows = split.second;
