@@ -127,8 +127,8 @@ struct Sequential {
       return 1;
     }
 
-    // Layer I applies the ReLU at I + 1 as it stores (BatchNorm does); ReLU's backward reads only
-    // its own output, and BatchNorm's reads only its input, so nothing needs the skipped output.
+    // Layer I applies the ReLU at I + 1 as it stores (BatchNorm does), and its backward takes the
+    // ReLU's too; BatchNorm's backward reads only its input, so nothing needs the skipped output.
     template <std::size_t I>
     static constexpr bool fuses_relu() {
       if constexpr (I + 1 < count)
@@ -202,20 +202,28 @@ struct Sequential {
       if constexpr (I == count - 1) return y;
       else return std::get<I>(outputs_);
     }
+    // Layer I's backward. A ReLU whose BatchNorm fuses it (fuses_relu) runs inside that
+    // BatchNorm's backward, which takes the ReLU's output gradient.
     template <std::size_t I>
     void backward_layer(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                         Batch<In, T>* dx) {
+      if constexpr (I > 0) {
+        if constexpr (fuses_relu<I - 1>()) return;
+      }
+      constexpr bool with_relu = fuses_relu<I>();
+      constexpr std::size_t last = with_relu ? I + 1 : I;  // whose output gradient comes in
       const auto& grad_out = [&]() -> const auto& {
-        if constexpr (I == count - 1) return dy;
-        else return std::get<I>(grads_);
+        if constexpr (last == count - 1) return dy;
+        else return std::get<last>(grads_);
       }();
       auto* grad_in = [&] {
         if constexpr (I == 0) return dx;
         else return &std::get<I - 1>(grads_);
       }();
       if constexpr (I > 0) borrow_buffer(*grad_in);
-      std::get<I>(layers_).backward(input_of<I>(x), output_of<I>(y), grad_out, grad_in);
-      if constexpr (I < count - 1) return_buffer(std::get<I>(grads_));  // consumed
+      if constexpr (with_relu) std::get<I>(layers_).backward(input_of<I>(x), output_of<I>(y), grad_out, grad_in, true);
+      else std::get<I>(layers_).backward(input_of<I>(x), output_of<I>(y), grad_out, grad_in);
+      if constexpr (last < count - 1) return_buffer(std::get<last>(grads_));  // consumed
     }
 
     Modules layers_;
