@@ -172,6 +172,46 @@ BOOST_AUTO_TEST_CASE(train_mode_batchnorm_relu_fusion_matches_the_layers_run_one
   BOOST_TEST(net.layer<0>().weight.grad[0] != 0.0f);
 }
 
+// Residual adds the shortcut as its main branch's last BatchNorm (or, folded in eval mode, the
+// convolution before it) stores; a trailing Identity keeps the branch's own output and the
+// separate add. Both must agree bit for bit, forward and backward, in train and eval mode.
+template <class Main, class Shortcut, ShapeType In>
+void check_residual_fusion() {
+  using Separate = Sequential<Main, Identity>;
+  Model<Residual<Main, Shortcut>, In> fused(7);
+  Model<Residual<Separate, Shortcut>, In> separate(7);
+  Rng rng(9);
+  Batch<In> x(3);
+  for (auto& v : x.values()) v = float(rng.uniform(-1, 1));
+  for (const Mode mode : {Mode::train, Mode::eval}) {
+    const auto& y = fused.forward(x, mode);
+    const auto& expected = separate.forward(x, mode);
+    BOOST_TEST(values_of(y) == values_of(expected), tt::per_element());
+    BOOST_TEST(std::count(y.values().begin(), y.values().end(), 0.0f) > 0);  // the ReLU clamped some
+    std::remove_cvref_t<decltype(y)> dy(3);
+    for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
+    Batch<In> dx, dx_expected;
+    fused.zero_grad();
+    separate.zero_grad();
+    fused.backward(dy, &dx);
+    separate.backward(dy, &dx_expected);
+    BOOST_TEST(values_of(dx) == values_of(dx_expected), tt::per_element());
+    std::vector<float> grads, expected_grads;
+    fused.visit(OnParameters{[&](const std::string&, Parameter<float>& p) { grads.insert(grads.end(), p.grad.begin(), p.grad.end()); }});
+    separate.visit(OnParameters{
+        [&](const std::string&, Parameter<float>& p) { expected_grads.insert(expected_grads.end(), p.grad.begin(), p.grad.end()); }});
+    BOOST_TEST(grads == expected_grads, tt::per_element());
+    BOOST_TEST(std::count(grads.begin(), grads.end(), 0.0f) < std::ptrdiff_t(grads.size()));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(residual_adds_the_shortcut_as_the_main_branch_stores) {
+  check_residual_fusion<Sequential<Conv2d<3, 3, 3, 1, 1>, BatchNorm2d<3>, ReLU, Conv2d<3, 3, 3, 1, 1>, BatchNorm2d<3>>,
+                        Identity, Shape<3, 4, 4>>();
+  check_residual_fusion<Sequential<Conv2d<2, 3, 3, 2, 1>, BatchNorm2d<3>, ReLU, Conv2d<3, 3, 3, 1, 1>, BatchNorm2d<3>>,
+                        Sequential<Conv2d<2, 3, 1, 2, 0>, BatchNorm2d<3>>, Shape<2, 5, 5>>();
+}
+
 BOOST_AUTO_TEST_CASE(update_bn_averages_batch_statistics_for_the_current_weights) {
   // update_bn replaces the momentum averages by the plain average over the batches given: the
   // mean of the batch means and of the unbiased batch variances (PyTorch's momentum=None).

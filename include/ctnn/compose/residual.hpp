@@ -24,6 +24,7 @@ struct Residual {
     static_assert(std::is_same_v<MainShape, ShortcutShape>,
                   "Residual: residual branches differ in shape (main and shortcut outputs must match to be added)");
     static constexpr bool identity_shortcut = std::is_same_v<Shortcut, Identity>;
+    static constexpr bool main_adds_shortcut = requires { requires MainModule::adds_residual; };
 
    public:
     using input_shape = In;
@@ -31,9 +32,23 @@ struct Residual {
     static constexpr std::size_t parameter_count = MainModule::parameter_count + ShortcutModule::parameter_count;
     static constexpr std::size_t multiply_adds = MainModule::multiply_adds + ShortcutModule::multiply_adds;
 
-    /// In eval mode, a block that has not trained holds its branch outputs only until they are
-    /// added (pooled buffers); backward() recomputes them.
+    /// A main branch that ends in a BatchNorm adds the shortcut and applies the ReLU as it stores
+    /// (Sequential's forward with a residual), so its own output is never stored. Otherwise, in
+    /// eval mode, a block that has not trained holds its branch outputs only until they are added
+    /// (pooled buffers); backward() recomputes them.
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
+      if constexpr (main_adds_shortcut) {
+        y.resize(x.batch_size());
+        if constexpr (identity_shortcut) {
+          main_.forward(x, y, mode, x);
+        } else {
+          branches_pooled_ = mode == Mode::eval && detail::borrow_if_unallocated(shortcut_out_);
+          shortcut_.forward(x, shortcut_out_, mode);
+          main_.forward(x, y, mode, shortcut_out_);
+          if (branches_pooled_) return_buffer(shortcut_out_);
+        }
+        return;
+      }
       branches_pooled_ = mode == Mode::eval && detail::borrow_if_unallocated(main_out_);
       if constexpr (!identity_shortcut)
         if (branches_pooled_) borrow_buffer(shortcut_out_);
@@ -56,10 +71,12 @@ struct Residual {
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
                   Batch<In, T>* dx) {
       if (branches_pooled_) {  // eval mode (no state changes): the branch outputs again
-        main_.forward(x, main_out_, Mode::eval);
+        if constexpr (!main_adds_shortcut) main_.forward(x, main_out_, Mode::eval);
         if constexpr (!identity_shortcut) shortcut_.forward(x, shortcut_out_, Mode::eval);
         branches_pooled_ = false;
       }
+      // main_out_ stays empty where the main branch added the shortcut: its last layer, a
+      // BatchNorm, reads only its input.
       borrow_buffer(sum_grad_);
       sum_grad_.resize(y.batch_size());
       kernels::parallel_slices(y.value_count(), [&](std::size_t begin, std::size_t end) {

@@ -34,6 +34,9 @@ template <class M>
 concept IsReLU = requires { requires M::is_relu; };
 template <class M>
 concept FusesFollowingReLU = requires { requires M::fuses_following_relu; };
+// A layer (BatchNorm) or chain ending in one that adds Residual's shortcut as it stores its output.
+template <class M>
+concept AddsResidual = requires { requires M::adds_residual; };
 
 template <class T, class Tuple>
 struct OutputBatches;
@@ -77,7 +80,20 @@ struct Sequential {
     /// (see fuses_relu).
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       intermediates_skipped_ = false;
-      forward_from<0>(x, y, mode);
+      forward_from<0>(x, y, mode, nullptr);
+    }
+
+    /// The last layer adds a residual as it stores (see forward below): a BatchNorm does.
+    static constexpr bool adds_residual = detail::AddsResidual<std::tuple_element_t<count - 1, Modules>>;
+
+    /// y = relu(forward(x) + residual), as Residual computes from a main branch that ends in a
+    /// BatchNorm; the sum is formed as that BatchNorm (or, folded, the convolution before it)
+    /// stores, so the branch's own output is never stored. backward() is the chain's, unchanged.
+    void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode, const Batch<output_shape, T>& residual)
+      requires adds_residual
+    {
+      intermediates_skipped_ = false;
+      forward_from<0>(x, y, mode, &residual);
     }
 
     void backward(const Batch<In, T>& x, const Batch<output_shape, T>& y, const Batch<output_shape, T>& dy,
@@ -138,26 +154,35 @@ struct Sequential {
         return false;
     }
 
+    // Layers I … as forward(); `residual` (if not null) is added by the last layer.
     template <std::size_t I>
-    void forward_from(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
+    void forward_from(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode,
+                      const Batch<output_shape, T>* residual) {
       if constexpr (I < count) {
         constexpr std::size_t folded = folded_length<I>();
         if constexpr (folded > 1) {
           if (mode == Mode::eval) {
-            const auto transform = std::get<I + 1>(layers_).eval_transform(folded == 3);
+            auto& norm = std::get<I + 1>(layers_);
+            const auto transform = [&] {
+              if constexpr (I + folded == count && adds_residual)
+                if (residual) return norm.eval_transform(true, residual);
+              return norm.eval_transform(folded == 3);
+            }();
             run_step<I, I + folded - 1>(mode, [&] {
               std::get<I>(layers_).forward_transformed(input_of<I>(x), output_of<I + folded - 1>(y), transform);
             });
             intermediates_skipped_ = true;
-            return forward_from<I + folded>(x, y, mode);
+            return forward_from<I + folded>(x, y, mode, residual);
           }
         }
         if constexpr (fuses_relu<I>()) {  // BatchNorm → ReLU: the BatchNorm output is never stored
           run_step<I, I + 1>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true); });
-          return forward_from<I + 2>(x, y, mode);
+          return forward_from<I + 2>(x, y, mode, residual);
         }
+        if constexpr (I + 1 == count && adds_residual)
+          if (residual) return run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), y, mode, true, residual); });
         run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode); });
-        forward_from<I + 1>(x, y, mode);
+        forward_from<I + 1>(x, y, mode, residual);
       }
     }
 

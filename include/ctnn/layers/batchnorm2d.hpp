@@ -55,8 +55,11 @@ struct BatchNorm2d {
     Counter num_batches_tracked;
 
     /// With `relu`, the stored value is clamped at 0: Sequential runs BatchNorm → ReLU this way,
-    /// so the BatchNorm output (which backward() does not read) is never stored.
-    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode, bool relu = false) {
+    /// so the BatchNorm output (which backward() does not read) is never stored. With a
+    /// `residual` (the shape of y), y = BatchNorm(x) + residual, clamped after the sum if `relu`:
+    /// Residual's add and ReLU after a main branch that ends in this layer.
+    void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode, bool relu = false,
+                 const Batch<In, T>* residual = nullptr) {
       const std::size_t batch = x.batch_size();
       y.resize(batch);
       last_mode_ = mode;
@@ -86,21 +89,29 @@ struct BatchNorm2d {
       for_each_block(batch, [&](std::size_t n, std::size_t c) {
         const T *in = x.image(n) + c * plane, scale = scale_[c], shift = shift_[c];
         T* out = y.image(n) + c * plane;
-        if (relu)
+        if (residual) {
+          const T* add = residual->image(n) + c * plane;
+          if (relu)
+            for (std::size_t i = 0; i < plane; ++i) out[i] = std::max(normalized(in[i], scale, shift) + add[i], T(0));
+          else
+            for (std::size_t i = 0; i < plane; ++i) out[i] = normalized(in[i], scale, shift) + add[i];
+        } else if (relu)
           for (std::size_t i = 0; i < plane; ++i) out[i] = std::max(normalized(in[i], scale, shift), T(0));
         else
           for (std::size_t i = 0; i < plane; ++i) out[i] = normalized(in[i], scale, shift);
       });
     }
     static constexpr bool fuses_following_relu = true;
+    static constexpr bool adds_residual = true;  // forward(…, residual): see Sequential
 
-    /// Eval mode as a per-channel map y = x · scale + shift (plus a ReLU if `relu`), for the layer
-    /// before to apply while it stores its output; forward(x, y, Mode::eval) in one pass less.
-    /// Leaves the statistics backward() needs, as an eval-mode forward() does.
-    kernels::ChannelTransform<T> eval_transform(bool relu) {
+    /// Eval mode as a per-channel map y = x · scale + shift (plus `residual`, then a ReLU if
+    /// `relu`, as forward()), for the layer before to apply while it stores its output;
+    /// forward(x, y, Mode::eval) in one pass less. Leaves the statistics backward() needs, as an
+    /// eval-mode forward() does.
+    kernels::ChannelTransform<T> eval_transform(bool relu, const Batch<In, T>* residual = nullptr) {
       last_mode_ = Mode::eval;
       for (std::size_t c = 0; c < std::size_t(Channels); ++c) use_running_statistics(c);
-      return {scale_.data(), shift_.data(), relu};
+      return {scale_.data(), shift_.data(), relu, residual ? residual->data() : nullptr};
     }
 
     /// With `relu`, dy is the gradient of the ReLU that forward(…, relu = true) applied: it passes
