@@ -753,6 +753,10 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<4, 8, 3, 2, 1>, Shape<4, 7, 7>>(1e-5, 9);
   check_float_against_double<Conv2d<3, 5, 3, 2, 1>, Shape<3, 14, 14>>(1e-5, 9);
   check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 9, 11>>(1e-5, 9);
+  // Forward tiles of 48 columns (a 720-value patch) whose remainder of one vector or less joins
+  // the last tile, packed as 32-column panels: 49 columns as 32 + 17, then 48 + (32 + 18).
+  check_float_against_double<Conv2d<80, 4, 3, 1, 1>, Shape<80, 7, 7>>(1e-5, 1);
+  check_float_against_double<Conv2d<80, 4, 3, 1, 1>, Shape<80, 7, 7>>(1e-5, 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -22,9 +22,14 @@ inline constexpr std::size_t panel_width = 48;
 constexpr std::size_t whole_panels(std::size_t n) { return (n + panel_width - 1) / panel_width * panel_width; }
 
 /// Columns per panel for packing n columns: panel_width, or 32 where that would leave a last panel
-/// of 16 (a one-vector panel runs at 58 % of the speed of a two- or three-vector one, so 64 columns
-/// as 48 + 16 ran at 83 % of 32 + 32). Never needs more than whole_panels(n) per row.
-constexpr std::size_t panel_width_for(std::size_t n) { return n > panel_width && n % panel_width == 16 ? 32 : panel_width; }
+/// of one vector (1–16 columns) and 32-wide panels do not (an odd number of whole 48s: 49 columns
+/// as 32 + 17, 64 as 32 + 32). A one-vector panel runs at 58 % of the speed of a two- or
+/// three-vector one: 64 columns as 48 + 16 ran at 83 % of 32 + 32. Never needs more than
+/// whole_panels(n) per row.
+constexpr std::size_t panel_width_for(std::size_t n) {
+  const std::size_t tail = n % panel_width;
+  return n > panel_width && tail != 0 && tail <= 16 && n / panel_width % 2 == 1 ? 32 : panel_width;
+}
 
 /// A matrix operand read in place: element (r, k) at data[r·row_stride + k·column_stride], so a
 /// row-major matrix and its transpose need no copy.
