@@ -677,10 +677,18 @@ BOOST_AUTO_TEST_CASE(phase_input_gradient_matches_the_direct_sum) {
   check_phase_input_gradient<64, 14, 14, 3, 2, 1, 512>(1); // weights over 1 MiB: channels split
 }
 
+template <class>
+struct ConvParameters;
+template <int C, int M, int K, int S, int P, bool B>
+struct ConvParameters<Conv2d<C, M, K, S, P, B>> {
+  static constexpr int in = C, out = M, kernel = K, stride = S, padding = P;
+};
+
 // Float convolutions take other routes than the double ones the gradient checks use (panel
 // kernel; the input gradient of a size-keeping stride-1 convolution as a convolution of dy with
 // flipped weights, of a strided one by phases): their forward and backward must agree with
-// double precision.
+// double precision. The double forward, whose tiles are the float one's, is checked against the
+// direct sum.
 template <class Conv, ShapeType In>
 void check_float_against_double(double tolerance = 1e-5, std::size_t batch = 3) {
   Model<Conv, In, float> single(4);
@@ -694,6 +702,28 @@ void check_float_against_double(double tolerance = 1e-5, std::size_t batch = 3) 
   for (std::size_t i = 0; i < xs.value_count(); ++i) xd.data()[i] = xs.data()[i] = float(rng.uniform(-1, 1));
   const auto& ys = single.forward(xs, Mode::train);
   const auto& yd = reference.forward(xd, Mode::train);
+  {
+    using Q = ConvParameters<Conv>;
+    using Out = typename Model<Conv, In, double>::Output::shape;
+    const auto& bias_values = reference.network().bias.value;
+    double worst = 0;
+    for (std::size_t n = 0; n < batch; ++n)
+      for (int m = 0; m < Q::out; ++m)
+        for (int oy = 0; oy < Out::height; ++oy)
+          for (int ox = 0; ox < Out::width; ++ox) {
+            double sum = bias_values.empty() ? 0.0 : bias_values[m];
+            for (int c = 0; c < Q::in; ++c)
+              for (int ky = 0; ky < Q::kernel; ++ky)
+                for (int kx = 0; kx < Q::kernel; ++kx) {
+                  const int iy = oy * Q::stride + ky - Q::padding, ix = ox * Q::stride + kx - Q::padding;
+                  if (iy < 0 || iy >= In::height || ix < 0 || ix >= In::width) continue;
+                  sum += wd[((std::size_t(m) * Q::in + c) * Q::kernel + ky) * Q::kernel + kx] *
+                         xd.image(n)[(std::size_t(c) * In::height + iy) * In::width + ix];
+                }
+            worst = std::max(worst, std::abs(yd.image(n)[(std::size_t(m) * Out::height + oy) * Out::width + ox] - sum));
+          }
+    BOOST_TEST(worst < 1e-9, "the double forward is " << worst << " from the direct sum");
+  }
   typename Model<Conv, In, float>::Output gs(batch);
   typename Model<Conv, In, double>::Output gd(batch);
   for (std::size_t i = 0; i < gs.value_count(); ++i) gd.data()[i] = gs.data()[i] = float(rng.uniform(-1, 1));
