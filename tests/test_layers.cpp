@@ -210,6 +210,9 @@ BOOST_AUTO_TEST_CASE(residual_adds_the_shortcut_as_the_main_branch_stores) {
                         Identity, Shape<3, 4, 4>>();
   check_residual_fusion<Sequential<Conv2d<2, 3, 3, 2, 1>, BatchNorm2d<3>, ReLU, Conv2d<3, 3, 3, 1, 1>, BatchNorm2d<3>>,
                         Sequential<Conv2d<2, 3, 1, 2, 0>, BatchNorm2d<3>>, Shape<2, 5, 5>>();
+  // A main branch that is a BatchNorm itself, or a chain whose last layer is a chain.
+  check_residual_fusion<BatchNorm2d<3>, Identity, Shape<3, 4, 4>>();
+  check_residual_fusion<Sequential<Conv2d<3, 3, 3, 1, 1>, Sequential<BatchNorm2d<3>>>, Identity, Shape<3, 4, 4>>();
 }
 
 BOOST_AUTO_TEST_CASE(update_bn_averages_batch_statistics_for_the_current_weights) {

@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "ctnn/compose/named.hpp"
+#include "ctnn/compose/sequential.hpp"
 #include "ctnn/buffer_pool.hpp"
 #include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/layers/identity.hpp"
@@ -24,7 +25,7 @@ struct Residual {
     static_assert(std::is_same_v<MainShape, ShortcutShape>,
                   "Residual: residual branches differ in shape (main and shortcut outputs must match to be added)");
     static constexpr bool identity_shortcut = std::is_same_v<Shortcut, Identity>;
-    static constexpr bool main_adds_shortcut = requires { requires MainModule::adds_residual; };
+    static constexpr bool main_adds_shortcut = detail::AddsResidual<MainModule>;
 
    public:
     using input_shape = In;
@@ -40,11 +41,11 @@ struct Residual {
       if constexpr (main_adds_shortcut) {
         y.resize(x.batch_size());
         if constexpr (identity_shortcut) {
-          main_.forward(x, y, mode, x);
+          detail::forward_adding(main_, x, y, mode, x);
         } else {
           branches_pooled_ = mode == Mode::eval && detail::borrow_if_unallocated(shortcut_out_);
           shortcut_.forward(x, shortcut_out_, mode);
-          main_.forward(x, y, mode, shortcut_out_);
+          detail::forward_adding(main_, x, y, mode, shortcut_out_);
           if (branches_pooled_) return_buffer(shortcut_out_);
         }
         return;

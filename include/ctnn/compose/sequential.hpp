@@ -38,6 +38,14 @@ concept FusesFollowingReLU = requires { requires M::fuses_following_relu; };
 template <class M>
 concept AddsResidual = requires { requires M::adds_residual; };
 
+// y = relu(layer(x) + residual) for an AddsResidual layer: a chain takes the residual as its
+// fourth argument, a BatchNorm as its fifth, after relu.
+template <class Layer, class X, class Y>
+void forward_adding(Layer& layer, const X& x, Y& y, Mode mode, const Y& residual) {
+  if constexpr (requires { layer.forward(x, y, mode, residual); }) layer.forward(x, y, mode, residual);
+  else layer.forward(x, y, mode, true, &residual);
+}
+
 template <class T, class Tuple>
 struct OutputBatches;
 template <class T, class... Ms>
@@ -180,7 +188,7 @@ struct Sequential {
           return forward_from<I + 2>(x, y, mode, residual);
         }
         if constexpr (I + 1 == count && adds_residual)
-          if (residual) return run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), y, mode, true, residual); });
+          if (residual) return run_step<I, I>(mode, [&] { detail::forward_adding(std::get<I>(layers_), input_of<I>(x), y, mode, *residual); });
         run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode); });
         forward_from<I + 1>(x, y, mode, residual);
       }

@@ -18,7 +18,7 @@ struct ChannelTransform {
   bool relu = false;
   const T* residual = nullptr;
 
-  /// Applies the affine map (and the ReLU if there is no residual, which store() adds first) to
+  /// Applies the affine map (and the ReLU if there is no residual: store_with_residual adds it first) to
   /// rows [0, rows) of tile (row r is channel first_channel + r).
   void apply(T* tile, std::size_t ld, std::size_t rows, std::size_t columns, std::size_t first_channel) const {
     const bool relu_now = relu && !residual;
