@@ -116,7 +116,7 @@ struct BatchNorm2d {
 
     /// With `relu`, dy is the gradient of the ReLU that forward(…, relu = true) applied: it passes
     /// where the BatchNorm output, recomputed from x by forward's own expression, is positive.
-    /// Sequential runs ReLU → BatchNorm backward this way, in two passes over x and dy, not five.
+    /// Sequential runs ReLU → BatchNorm backward this way: two passes over x and dy, not three.
     void backward(const Batch<In, T>& x, const Batch<In, T>&, const Batch<In, T>& dy, Batch<In, T>* dx,
                   bool relu = false) {
       const std::size_t batch = x.batch_size();
