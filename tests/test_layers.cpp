@@ -294,6 +294,41 @@ BOOST_AUTO_TEST_CASE(maxpool_pads_with_minus_infinity) {
   BOOST_TEST(values_of(m.forward(negative)) == all_minus_five, tt::per_element());
 }
 
+// Every window's maximum taken directly, against forward()'s rows-then-columns passes, for
+// geometries whose last input rows and columns fall outside every window (floor mode) or whose
+// windows overlap, with values that tie and go negative.
+template <int K, int S, int P, ShapeType In>
+void check_maxpool_against_windows() {
+  using Pool = MaxPool2d<K, S, P>;
+  typename Pool::template Module<In, float> pool;
+  using Out = typename Pool::template Module<In, float>::output_shape;
+  Batch<In> x(2);
+  for (std::size_t i = 0; i < x.values().size(); ++i) x.values()[i] = float(int(i * 37 % 23) - 15);
+  Batch<Out> y;
+  pool.forward(x, y, Mode::eval);
+  std::vector<float> expected;
+  for (int plane = 0; plane < 2 * In::channels; ++plane)
+    for (int oy = 0; oy < Out::height; ++oy)
+      for (int ox = 0; ox < Out::width; ++ox) {
+        float best = -std::numeric_limits<float>::infinity();
+        for (int iy = oy * S - P; iy < oy * S - P + K; ++iy)
+          for (int ix = ox * S - P; ix < ox * S - P + K; ++ix)
+            if (iy >= 0 && iy < In::height && ix >= 0 && ix < In::width)
+              best = std::max(best, x.values()[(plane * In::height + iy) * In::width + ix]);
+        expected.push_back(best);
+      }
+  BOOST_TEST(values_of(y) == expected, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(maxpool_matches_every_window_taken_directly) {
+  check_maxpool_against_windows<3, 2, 1, Shape<3, 9, 11>>();
+  check_maxpool_against_windows<3, 2, 1, Shape<2, 8, 8>>();
+  check_maxpool_against_windows<2, 2, 0, Shape<2, 5, 7>>();   // last row and column in no window
+  check_maxpool_against_windows<3, 3, 0, Shape<1, 10, 11>>();
+  check_maxpool_against_windows<3, 1, 1, Shape<2, 6, 5>>();
+  check_maxpool_against_windows<5, 2, 2, Shape<1, 7, 20>>();
+}
+
 BOOST_AUTO_TEST_CASE(maxpool_gradient_goes_to_the_first_maximum_or_the_last_nan) {
   // PyTorch's rule (val > max || isnan(val)): ties keep the first, a NaN wins, later NaNs win.
   // forward() keeps no argmax; backward() must find the same input again.
