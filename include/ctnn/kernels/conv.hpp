@@ -105,15 +105,10 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
     T* out = scratch<T>(thread, Slot::tile, m * wide);
     panel_gemm<T>(m, G::patch, Strided<T>{w + m0 * G::patch, G::patch, 1}, image, TableRows{tap_offsets<G>.data()},
                   panel_width, wide, out, wide);
-    transform.apply(out, wide, m, wide, m0);
     const std::size_t first_value = (n * M + m0) * G::positions;
     for (std::size_t r = 0; r < m; ++r)
-      for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy) {
-        const T* row = out + r * wide + oy * Wp;
-        const std::size_t offset = first_value + r * G::positions + oy * W;
-        if (transform.residual) transform.store_with_residual(row, W, y, offset);
-        else copy_row(row, int(W), y + offset);
-      }
+      for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy)
+        transform.store(out + r * wide + oy * Wp, W, m0 + r, y, first_value + r * G::positions + oy * W);
   });
 }
 
@@ -300,14 +295,10 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
           detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
           detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
     }
-    transform.apply(out, count, m, count, m0);
-    if (transform.residual)
-      scatter_tile(out, count, M * G::positions, G::positions, m, first, count,
-                   [&](const T* run, std::size_t length, std::size_t offset) {
-                     transform.store_with_residual(run, length, y, m0 * G::positions + offset);
-                   });
-    else
-      scatter_tile(out, count, M * G::positions, G::positions, m, first, count, y + m0 * G::positions);
+    scatter_tile(out, count, M * G::positions, G::positions, m, first, count,
+                 [&](std::size_t r, const T* run, std::size_t length, std::size_t offset) {
+                   transform.store(run, length, m0 + r, y, m0 * G::positions + offset);
+                 });
   });
 }
 

@@ -419,22 +419,16 @@ void gather_tile(const T* batch, std::size_t image_stride, std::size_t positions
 }
 
 /// The inverse of gather_tile: the rows of tile back into the NCHW batch, each run of a row that
-/// lies in one image stored by store(run, length, offset of its first value from batch).
+/// lies in one image stored by store(row, run, length, offset of its first value from batch).
 template <class T, class Store>
 void scatter_tile(const T* tile, std::size_t ld, std::size_t image_stride, std::size_t positions, std::size_t rows,
                   std::size_t first, std::size_t count, Store&& store) {
   for (std::size_t done = 0; done < count;) {
     const std::size_t g = first + done, n = g / positions, p = g % positions;
     const std::size_t length = std::min(positions - p, count - done);
-    for (std::size_t r = 0; r < rows; ++r) store(tile + r * ld + done, length, n * image_stride + p + r * positions);
+    for (std::size_t r = 0; r < rows; ++r) store(r, tile + r * ld + done, length, n * image_stride + p + r * positions);
     done += length;
   }
-}
-template <class T>
-void scatter_tile(const T* tile, std::size_t ld, std::size_t image_stride, std::size_t positions, std::size_t rows,
-                  std::size_t first, std::size_t count, T* batch) {
-  scatter_tile(tile, ld, image_stride, positions, rows, first, count,
-               [&](const T* run, std::size_t length, std::size_t offset) { copy_row(run, int(length), batch + offset); });
 }
 
 }  // namespace ctnn::kernels
