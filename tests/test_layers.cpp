@@ -5,6 +5,8 @@
 #include <ctnn/ctnn.hpp>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -604,6 +606,45 @@ BOOST_AUTO_TEST_CASE(inference_keeps_a_few_pooled_activations_and_training_keeps
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(panel_kernels)
+
+// ChannelTransform::store against the expressions BatchNorm2d and Residual use, for every
+// combination of scale, shift, residual and ReLU and every row length up to three vectors: each
+// stored value bit for bit (a NaN stays NaN through the ReLU, −0 stays −0), nothing written past
+// the row.
+BOOST_AUTO_TEST_CASE(channel_transform_store_matches_the_layers_expressions) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Rng rng(11);
+  const std::vector<float> scale{0.5f, -1.25f}, shift{0.75f, -0.3f};
+  for (int flags = 0; flags < 16; ++flags)
+    for (std::size_t length = 1; length <= 49; ++length) {
+      const bool scaled = flags & 1, shifted = flags & 2, added = flags & 4, relu = flags & 8;
+      std::vector<float> row(length), residual(length + 8), out(length + 8, 99.0f);
+      for (auto& v : row) v = float(rng.uniform(-2, 2));
+      for (auto& v : residual) v = float(rng.uniform(-2, 2));
+      row[0] = -0.0f;
+      if (length > 3) row[3] = nan;
+      const kernels::ChannelTransform<float> transform{scaled ? scale.data() : nullptr, shifted ? shift.data() : nullptr,
+                                                       relu, added ? residual.data() : nullptr};
+      transform.store(row.data(), length, 1, out.data(), 4);  // channel 1, at offset 4
+      for (std::size_t i = 0; i < length; ++i) {
+        float v = row[i];
+        // One rounding where there is an FMA, as GCC contracts BatchNorm2d's v · scale + shift (the
+        // fused-layer tests hold those two together); the same expression here was not contracted.
+#if defined(__FMA__)
+        if (scaled) v = std::fma(v, scale[1], shifted ? shift[1] : 0.0f);
+#else
+        if (scaled) v = v * scale[1] + (shifted ? shift[1] : 0.0f);
+#endif
+        else if (shifted) v = v + shift[1];
+        if (added) v = v + residual[4 + i];
+        if (relu) v = std::max(v, 0.0f);
+        BOOST_TEST(std::bit_cast<std::uint32_t>(out[4 + i]) == std::bit_cast<std::uint32_t>(v),
+                   "flags " << flags << " length " << length << " value " << i << ": " << out[4 + i] << " vs " << v);
+      }
+      for (std::size_t i : {0u, 1u, 2u, 3u}) BOOST_TEST(out[i] == 99.0f);
+      for (std::size_t i = 4 + length; i < out.size(); ++i) BOOST_TEST(out[i] == 99.0f, "written past the row: " << i);
+    }
+}
 
 // panel_gemm against a double-precision product, over sizes that hit every register-tile edge:
 // rows around multiples of 8, widths around multiples of 16 and 48, depths around panel_depth.
