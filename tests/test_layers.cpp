@@ -646,6 +646,42 @@ BOOST_AUTO_TEST_CASE(channel_transform_store_matches_the_layers_expressions) {
     }
 }
 
+// LaneSums against the order it promises, for float terms (the AVX-512 path) and double terms:
+// value i of each call into lane i mod 16, lanes summed pairwise at the end, bit for bit. The
+// terms cancel (BatchNorm's gradient sums do), so a lane out of place or a product rounded to
+// float before its sum changes the last bits.
+BOOST_AUTO_TEST_CASE(lane_sums_add_each_lane_in_call_order) {
+  Rng rng(12);
+  const auto check = [&]<class T>(T) {
+    for (const std::vector<std::size_t> calls :
+         {std::vector<std::size_t>{1}, {15, 16, 17}, {49, 49, 49, 3}, {784, 16}, {196, 196, 5, 33}}) {
+      kernels::LaneSums sums;
+      double first[16] = {}, second[16] = {};
+      for (std::size_t n : calls) {
+        std::vector<T> a(n), b(n);
+        // Float values for both term types: their products are exact in double, so the reference
+        // rounds once per addition however the compiler contracts it.
+        for (auto& v : a) v = T(float(rng.uniform(-1, 1) * 1e3));
+        for (auto& v : b) v = T(float(rng.uniform(-1, 1) * 1e-3));
+        sums.add_products(n, [&](std::size_t i) { return a[i]; }, [&](std::size_t i) { return b[i]; });
+        for (std::size_t i = 0; i < n; ++i) {
+          first[i % 16] += double(a[i]);
+          second[i % 16] += double(a[i]) * double(b[i]);
+        }
+      }
+      for (int width = 8; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) first[l] += first[l + width], second[l] += second[l + width];
+      const auto [sum, sum_of_products] = sums.totals();
+      BOOST_TEST(std::bit_cast<std::uint64_t>(sum) == std::bit_cast<std::uint64_t>(first[0]),
+                 sizeof(T) << "-byte terms, " << calls.size() << " calls: " << sum << " vs " << first[0]);
+      BOOST_TEST(std::bit_cast<std::uint64_t>(sum_of_products) == std::bit_cast<std::uint64_t>(second[0]),
+                 sizeof(T) << "-byte terms, " << calls.size() << " calls: " << sum_of_products << " vs " << second[0]);
+    }
+  };
+  check(0.0f);
+  check(0.0);
+}
+
 // panel_gemm against a double-precision product, over sizes that hit every register-tile edge:
 // rows around multiples of 8, widths around multiples of 16 and 48, depths around panel_depth.
 BOOST_AUTO_TEST_CASE(panel_gemm_matches_a_plain_product) {

@@ -71,7 +71,7 @@ struct BatchNorm2d {
         // exceeds the standard deviation by over 10³, far from what follows a convolution.
         sum_blocks(batch, [&](std::size_t n, std::size_t c, kernels::LaneSums& sums) {
           const T* p = x.image(n) + c * plane;
-          sums.add(plane, [&](std::size_t i) { return double(p[i]); }, [&](std::size_t i) { return double(p[i]) * double(p[i]); });
+          sums.add_products(plane, [&](std::size_t i) { return p[i]; }, [&](std::size_t i) { return p[i]; });
         });
         const double update_weight =  // of this batch in the running statistics
             detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
@@ -126,11 +126,11 @@ struct BatchNorm2d {
         const T *in = x.image(n) + c * plane, *g = dy.image(n) + c * plane, mean = mean_[c];
         const T scale = scale_[c], shift = shift_[c];
         const auto passed = [&](std::size_t i) { return relu_gradient(normalized(in[i], scale, shift), g[i]); };
+        const auto centered = [&](std::size_t i) { return T(in[i] - mean); };
         if (relu)
-          sums.add(plane, [&](std::size_t i) { return double(passed(i)); },
-                   [&](std::size_t i) { return double(passed(i)) * double(in[i] - mean); });
+          sums.add_products(plane, passed, centered);
         else
-          sums.add(plane, [&](std::size_t i) { return double(g[i]); }, [&](std::size_t i) { return double(g[i]) * double(in[i] - mean); });
+          sums.add_products(plane, [&](std::size_t i) { return g[i]; }, centered);
       });
       // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)): batch statistics depend on every input.
       const bool train = last_mode_ == Mode::train;
