@@ -646,6 +646,26 @@ BOOST_AUTO_TEST_CASE(channel_transform_store_matches_the_layers_expressions) {
     }
 }
 
+// bordered_row against its contract for borders of 1–3 and rows of 1–40 values (one to three
+// vectors, each shifted by the border): zeros, the row, zeros, and nothing written past them.
+BOOST_AUTO_TEST_CASE(bordered_row_is_zeros_row_zeros) {
+  const auto check = [&]<int P>() {
+    for (int length = 1; length <= 40; ++length) {
+      std::vector<float> in(length), out(length + 2 * P + 20, 99.0f);
+      for (int i = 0; i < length; ++i) in[i] = float(i + 1);
+      kernels::bordered_row<P>(in.data(), length, out.data() + 4);  // 4 guard values before
+      for (int i = 0; i < int(out.size()); ++i) {
+        const int j = i - 4;  // position in the bordered row
+        const float expected = j < 0 || j >= length + 2 * P ? 99.0f : j < P || j >= P + length ? 0.0f : in[j - P];
+        BOOST_TEST(out[i] == expected, "border " << P << ", length " << length << ", value " << j);
+      }
+    }
+  };
+  check.template operator()<1>();
+  check.template operator()<2>();
+  check.template operator()<3>();
+}
+
 // LaneSums against the order it promises, for float terms (the AVX-512 path) and double terms:
 // value i of each call into lane i mod 16, lanes summed pairwise at the end, bit for bit. The
 // terms cancel (BatchNorm's gradient sums do), so a lane out of place or a product rounded to
@@ -863,6 +883,7 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<4, 9, 1>, Shape<4, 6, 6>>();         // pointwise, dx likewise
   check_float_against_double<Conv2d<3, 4, 3, 2, 1>, Shape<3, 9, 9>>();   // strided: dx by phases
   check_float_against_double<Conv2d<2, 3, 5, 1, 2>, Shape<2, 6, 5>>();   // 5×5, padding 2
+  check_float_against_double<Conv2d<2, 3, 7, 1, 3>, Shape<2, 5, 20>>();  // 7×7, bordered rows of 26
   // Short output rows are assembled by permutes, 16 columns from 32 inputs: rows 32 apart (one
   // row per permute), whole images per 16 columns, and a backward tile of more than 64 columns.
   check_float_against_double<Conv2d<2, 3, 3, 2, 1>, Shape<2, 14, 14>>();

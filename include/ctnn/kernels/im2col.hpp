@@ -48,6 +48,29 @@ inline void zero_row(int length, T* out) {
 #endif
   for (int i = 0; i < length; ++i) out[i] = T(0);
 }
+/// out[0, P) = 0, out[P, P + length) = in[0, length), out[P + length, length + 2P) = 0: one row of
+/// a zero-bordered image, each vector one load and one shift of its lanes by P (as three calls,
+/// zero, copy, zero, the 7- and 4-value rows of small maps cost more in calls than in data).
+template <int P, class T>
+inline void bordered_row(const T* in, int length, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && P > 0 && P < 16) {
+    const int total = length + 2 * P;
+    __m512i previous = _mm512_setzero_si512();
+    for (int i = 0; i < total; i += 16) {
+      const __m512i current = _mm512_castps_si512(_mm512_maskz_loadu_ps(first_lanes(length - i), in + std::min(i, length)));
+      // Lanes [0, P) from the end of the previous vector, the rest from this one.
+      const __m512i shifted = _mm512_alignr_epi32(current, previous, 16 - P);
+      _mm512_mask_storeu_ps(out + i, first_lanes(total - i), _mm512_castsi512_ps(shifted));
+      previous = current;
+    }
+    return;
+  }
+#endif
+  zero_row(P, out);
+  copy_row(in, length, out + P);
+  zero_row(P, out + P + length);
+}
 template <class T>
 inline void add_row(const T* in, int length, T* out) {
 #if defined(__AVX512F__)
@@ -205,11 +228,7 @@ const T* padded_image(const T* x, std::size_t n, PaddedImage<T>& cache) {
     const T* plane = x + n * G::image + std::size_t(c) * G::height * G::width;
     zero_row(P * Wp, out);
     out += P * Wp;
-    for (int y = 0; y < G::height; ++y, out += Wp) {
-      zero_row(P, out);
-      copy_row(plane + y * G::width, G::width, out + P);
-      zero_row(P, out + P + G::width);
-    }
+    for (int y = 0; y < G::height; ++y, out += Wp) bordered_row<P>(plane + y * G::width, G::width, out);
     zero_row(P * Wp, out);
     out += P * Wp;
   }
