@@ -35,6 +35,20 @@ inline void copy_row(const T* in, int length, T* out) {
 #endif
   for (int i = 0; i < length; ++i) out[i] = in[i];
 }
+/// out[0, length) = in[0, length), out[length, total) = 0: a row and the zeros after it in one
+/// pass (as std::copy_n and std::fill, a memmove call per 28-value row).
+template <class T>
+inline void copy_row_then_zeros(const T* in, int length, int total, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int i = 0; i < total; i += 16)
+      _mm512_mask_storeu_ps(out + i, first_lanes(total - i), _mm512_maskz_loadu_ps(first_lanes(length - i), in + std::min(i, length)));
+    return;
+  }
+#endif
+  std::copy_n(in, length, out);
+  std::fill(out + length, out + total, T(0));
+}
 template <class T>
 inline void zero_row(int length, T* out) {
 #if defined(__AVX512F__)
