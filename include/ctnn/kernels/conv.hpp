@@ -125,31 +125,6 @@ template <class G, int M>
 constexpr bool correlates_taps = (M < 32 || in_place_columns<G> >= 512) &&
                                  std::size_t(M) * G::patch * tap_lanes * sizeof(float) <= (std::size_t(1) << 20);
 
-// One image's g (M rows of G::positions) as the panels of gᵀ on the padded-width grid: panel j's
-// row q = oy·phase_width + ox holds channels [j·panel, (j + 1)·panel) at output (oy, ox), zero where
-// ox ≥ out_width. 16 channels at a time, gathered down the channels into one store; written value
-// by value, each store went to its own cache line (1 % of an MNIST training step).
-#if defined(__AVX512F__)
-template <class G, int M, std::size_t panel>
-void transposed_panels(const float* g, float* panels) {
-  static_assert(panel % 16 == 0);
-  constexpr std::size_t W = G::out_width, Wp = G::phase_width, positions = G::positions;
-  const __m512i channel_rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                  _mm512_set1_epi32(int(positions)));
-  for (std::size_t m0 = 0; m0 < std::size_t(M); m0 += 16) {
-    const __mmask16 lanes = first_lanes(int(M - m0));
-    const float* in = g + m0 * positions;
-    float* out = panels + m0 / panel * in_place_columns<G> * panel + m0 % panel;
-    for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy) {
-      for (std::size_t ox = 0; ox < W; ++ox)
-        _mm512_mask_storeu_ps(out + (oy * Wp + ox) * panel, lanes,
-                              _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, channel_rows, in + oy * W + ox, 4));
-      for (std::size_t ox = W; ox < Wp; ++ox) _mm512_mask_storeu_ps(out + (oy * Wp + ox) * panel, lanes, _mm512_setzero_ps());
-    }
-  }
-}
-#endif
-
 template <class G, int M, class T>
 void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size_t n1, std::size_t thread, T* pw,
                               T* dbias) {
@@ -180,7 +155,14 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
     T* g_panels = scratch<T>(thread, Slot::transposed, wide * whole_panels(M));
     for (std::size_t n = n0; n < n1; ++n) {
       const T* image = padded_image<G>(x, n, padded);
-      transposed_panels<G, M, panel>(dy + n * M * G::positions, g_panels);
+      // gᵀ on the padded-width grid, zero in the dropped columns: panel j's row oy·Wp + ox holds
+      // channels [j·panel, (j + 1)·panel) at output (oy, ox).
+      for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy) {
+        pack_transposed(dy + n * M * G::positions + oy * W, M, W, G::positions, g_panels + oy * Wp * panel, panel,
+                        wide * panel);
+        for (std::size_t j = 0; j * panel < std::size_t(M); ++j)
+          std::fill_n(g_panels + j * wide * panel + (oy * Wp + W) * panel, (Wp - W) * panel, T(0));
+      }
       if (dbias)
         for (std::size_t m = 0; m < M; ++m)
           dbias[m] += std::accumulate(dy + (n * M + m) * G::positions, dy + (n * M + m + 1) * G::positions, T(0));
@@ -225,11 +207,7 @@ void weight_gradient_by_channels_of(const T* x, const T* dy, std::size_t N, T* d
   const std::size_t chunk = std::max<std::size_t>(1, 1024 / P), columns = N * P;
   T* g_panels = scratch<T>(0, Slot::transposed, columns * whole_panels(M));  // gᵀ: panel j row k at j·columns·panel + k·panel
   parallel_for(N, [&](std::size_t n, std::size_t) {
-    for (std::size_t m = 0; m < std::size_t(M); ++m) {
-      const T* g = dy + (n * M + m) * P;
-      T* out = g_panels + m / panel * columns * panel + n * P * panel + m % panel;
-      for (std::size_t p = 0; p < P; ++p) out[p * panel] = g[p];
-    }
+    pack_transposed(dy + n * M * P, M, P, P, g_panels + n * P * panel, panel, columns * panel);
   });
   if (dbias)
     for (std::size_t n = 0; n < N; ++n)

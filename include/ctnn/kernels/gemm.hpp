@@ -171,13 +171,33 @@ void panel_product(std::size_t M, std::size_t K, A a, const T* b, BRows b_rows, 
 }
 
 /// Packs the transpose of a rows × columns row-major matrix m (row stride ld) as panels of
-/// `width` ≤ panel_width for panel_gemm (ldb = width, panel_stride = columns · width): panel j's
-/// row k holds m's rows [j·width, (j + 1)·width) at column k.
+/// `width` ≤ panel_width for panel_gemm (ldb = width): panel j's row k, at panels + j·panel_stride
+/// + k·width (panel_stride 0: columns · width), holds m's rows [j·width, (j + 1)·width) at column k.
 template <class T>
 void pack_transposed(const T* m, std::size_t rows, std::size_t columns, std::size_t ld, T* panels,
-                     std::size_t width = panel_width) {
+                     std::size_t width = panel_width, std::size_t panel_stride = 0) {
+  if (panel_stride == 0) panel_stride = columns * width;
+#if defined(__AVX512F__)
+  // 16 rows at a time, gathered down a column into one store: value by value, every store went to
+  // a cache line of its own (1 % of an MNIST training step in the in-place weight gradients alone).
+  if constexpr (std::is_same_v<T, float>) {
+    if (width % 16 == 0 && ld <= std::size_t(INT32_MAX) / 16) {
+      const __m512i row_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                     _mm512_set1_epi32(int(ld)));
+      for (std::size_t r0 = 0; r0 < rows; r0 += 16) {
+        const std::size_t left = rows - r0;
+        const __mmask16 lanes = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+        T* out = panels + r0 / width * panel_stride + r0 % width;
+        for (std::size_t k = 0; k < columns; ++k)
+          _mm512_mask_storeu_ps(out + k * width, lanes,
+                                _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, row_offsets, m + r0 * ld + k, 4));
+      }
+      return;
+    }
+  }
+#endif
   for (std::size_t r = 0; r < rows; ++r) {
-    T* out = panels + r / width * columns * width + r % width;
+    T* out = panels + r / width * panel_stride + r % width;
     const T* in = m + r * ld;
     for (std::size_t k = 0; k < columns; ++k) out[k * width] = in[k];
   }
