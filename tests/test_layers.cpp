@@ -923,6 +923,45 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   // the last tile, packed as 32-column panels: 49 columns as 32 + 17, then 48 + (32 + 18).
   check_float_against_double<Conv2d<80, 4, 3, 1, 1>, Shape<80, 7, 7>>(1e-5, 1);
   check_float_against_double<Conv2d<80, 4, 3, 1, 1>, Shape<80, 7, 7>>(1e-5, 2);
+  // Winograd F(2×2, 3×3) forwards and weight gradients (and input gradients, where M is a multiple
+  // of 16 as well): blocks spanning images, odd edges whose outside row and column are dropped
+  // (and have no gradient), an output count that is not a whole vector, tasks split by channels
+  // (48 blocks: one task), a bias, and a batch with fewer than a panel of blocks, which takes the
+  // direct kernels.
+  static_assert(kernels::uses_winograd<kernels::ConvGeometry<32, 5, 7, 3, 1, 1>, 40, float> == kernels::has_panel_kernel<float>);
+  check_float_against_double<Conv2d<32, 40, 3, 1, 1>, Shape<32, 5, 7>>(1e-5, 5);
+  check_float_against_double<Conv2d<64, 64, 3, 1, 1>, Shape<64, 4, 4>>(1e-5, 12);
+  check_float_against_double<Conv2d<32, 48, 3, 1, 1, true>, Shape<32, 7, 9>>(1e-5, 9);
+  check_float_against_double<Conv2d<32, 32, 3, 1, 1>, Shape<32, 7, 7>>(1e-5, 2);
+}
+
+// A Winograd forward with a channel transform (an eval-mode BatchNorm, the residual, ReLU) stores
+// what the plain forward followed by ChannelTransform::store does, bit for bit: Sequential's fused
+// and separate layers must agree.
+BOOST_AUTO_TEST_CASE(winograd_forward_applies_the_channel_transform_as_store_does) {
+  using G = kernels::ConvGeometry<32, 5, 7, 3, 1, 1>;
+  constexpr int M = 40;
+  constexpr std::size_t N = 6;
+  Rng rng(13);
+  std::vector<float> x(N * G::image), w(M * G::patch), residual(N * M * G::positions), scale(M), shift(M);
+  for (auto* values : {&x, &w, &residual, &scale, &shift})
+    for (auto& v : *values) v = float(rng.uniform(-1, 1));
+  std::vector<float> plain(residual.size()), expected(residual.size()), fused(residual.size());
+  kernels::conv_forward<G, M>(x.data(), N, w.data(), kernels::ChannelTransform<float>{}, plain.data());
+  for (int flags = 0; flags < 16; ++flags) {
+    const kernels::ChannelTransform<float> transform{flags & 1 ? scale.data() : nullptr, flags & 2 ? shift.data() : nullptr,
+                                                     bool(flags & 8), flags & 4 ? residual.data() : nullptr};
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t m = 0; m < M; ++m) {
+        const std::size_t offset = (n * M + m) * G::positions;
+        transform.store(plain.data() + offset, G::positions, m, expected.data(), offset);
+      }
+    std::fill(fused.begin(), fused.end(), 99.0f);
+    kernels::conv_forward<G, M>(x.data(), N, w.data(), transform, fused.data());
+    for (std::size_t i = 0; i < fused.size(); ++i)
+      BOOST_TEST(std::bit_cast<std::uint32_t>(fused[i]) == std::bit_cast<std::uint32_t>(expected[i]),
+                 "flags " << flags << " value " << i << ": " << fused[i] << " vs " << expected[i]);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

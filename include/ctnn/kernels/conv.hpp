@@ -20,6 +20,7 @@
 #include "ctnn/kernels/scratch.hpp"
 #include "ctnn/kernels/tap_correlation.hpp"
 #include "ctnn/kernels/task_split.hpp"
+#include "ctnn/kernels/winograd.hpp"
 #include "ctnn/threads.hpp"
 
 namespace ctnn::kernels {
@@ -258,6 +259,10 @@ constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::
 /// y: N × M × G::positions.
 template <class G, int M, class T>
 void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
+#if defined(__AVX512F__)
+  if constexpr (uses_winograd<G, M, T>)
+    if (winograd_blocks<G>(N) >= panel_width) return conv_forward_winograd<G, M>(x, N, w, transform, y);
+#endif
   if constexpr (detail::reads_image_in_place<G, T>) return detail::conv_forward_in_place<G, M>(x, N, w, transform, y);
   // A remainder of one vector or less joins the last whole tile instead of making a tile of its
   // own, which would read all the weights again for 16 columns or fewer (ResNet50's 7×7 layers at
@@ -343,6 +348,13 @@ void input_gradient_apart(const T* dy, std::size_t N, const T* w, T* dx) {
 /// batch; dx (if not null) is overwritten with dL/dx. dy: N × M × G::positions.
 template <class G, int M, class T>
 void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
+#if defined(__AVX512F__)
+  if constexpr (winograd_weight_gradient<G, M, T>)
+    if (winograd_blocks<G>(N) >= panel_width) {
+      weight_gradient_winograd<G, M>(x, dy, N, backward_groups(N), dw, dbias);
+      return detail::input_gradient_apart<G, M>(dy, N, w, dx);
+    }
+#endif
   const std::size_t groups = backward_groups(N), per_group = (N + groups - 1) / groups;
   const std::size_t used_groups = (N + per_group - 1) / per_group, tc = backward_tile_columns<G, M>();
   constexpr bool dx_apart = detail::input_gradient_by_convolution<G, T> || detail::input_gradient_by_phases<G, T>;

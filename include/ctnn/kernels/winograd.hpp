@@ -1,0 +1,356 @@
+// 3×3 stride-1 convolutions by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, 2015):
+// each 2×2 block of outputs comes from a 4×4 block of inputs in 16 multiplies per channel pair
+// instead of 36, as 16 GEMMs (one per point ξ of the 4×4 transform domain):
+//   Y = Aᵀ [ (G w Gᵀ) ⊙ (Bᵀ d B) ] A.
+// The transforms only add and halve, so float rounding stays at a few units of the direct sum's.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "ctnn/kernels/channel_transform.hpp"
+#include "ctnn/kernels/gemm.hpp"
+#include "ctnn/kernels/im2col.hpp"
+#include "ctnn/kernels/scratch.hpp"
+#include "ctnn/kernels/task_split.hpp"
+#include "ctnn/threads.hpp"
+
+namespace ctnn::kernels {
+
+/// Whether conv_forward can run geometry G with M outputs by F(2×2, 3×3): 3×3, stride 1,
+/// padding 1, float with the AVX-512 kernels, and channels enough on both sides for 16 products of
+/// depth C to beat one of depth 9·C. At 16 channels (MNIST's 28×28 layers) the transforms cost
+/// more than they save: 1.21× the time of the direct kernel; at 32 (14×14) 0.78×.
+template <class G, int M, class T>
+constexpr bool uses_winograd = has_panel_kernel<T> && G::kernel == 3 && G::stride == 1 && G::padding == 1 &&
+                               G::channels % 16 == 0 && G::channels >= 32 && M >= 32;
+
+namespace winograd {
+// The 2×2 output blocks of one image, ceil(H/2) × ceil(W/2): a block past an odd edge computes
+// its outside row or column and drops it.
+template <class G>
+struct Blocks {
+  static constexpr int rows = (G::out_height + 1) / 2, columns = (G::out_width + 1) / 2;
+  static constexpr std::size_t per_image = std::size_t(rows) * columns;
+};
+}  // namespace winograd
+
+/// ... and does when the batch has at least a panel of 2×2 blocks: with fewer, the 16 transformed
+/// kernels (16/9 of the weights) are streamed for too few columns (ResNet50's 512-channel 7×7 layer
+/// at batch 1, 16 blocks: 1.18× the direct kernel's time; 14×14 at batch 1, 49 blocks: 0.86×).
+template <class G>
+constexpr std::size_t winograd_blocks(std::size_t N) { return N * winograd::Blocks<G>::per_image; }
+
+#if defined(__AVX512F__)
+namespace winograd {
+
+inline constexpr int points = 16;  // ξ = 4i + j of the 4×4 transform domain
+
+/// U[ξ][m][c] = (G w[m][c] Gᵀ)[ξ] for M × C 3×3 kernels w (OIHW), 16 channels per vector.
+/// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+template <int C>
+void transform_weights(const float* w, int M, float* u) {
+  static_assert(C % 16 == 0);
+  const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(9));
+  const __m512 half = _mm512_set1_ps(0.5f);
+  parallel_for(std::size_t(M), [&](std::size_t m, std::size_t) {
+    for (int c = 0; c < C; c += 16) {
+      const float* kernels = w + (m * C + c) * 9;
+      __m512 g[3][3], a[4][3];
+      for (int k = 0; k < 9; ++k) g[k / 3][k % 3] = _mm512_i32gather_ps(nine, kernels + k, 4);
+      for (int k = 0; k < 3; ++k) {  // a = G g
+        a[0][k] = g[0][k];
+        a[1][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[0][k], g[1][k]), g[2][k]));
+        a[2][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g[0][k], g[1][k]), g[2][k]));
+        a[3][k] = g[2][k];
+      }
+      for (int i = 0; i < 4; ++i) {  // U = a Gᵀ
+        const __m512 row[4] = {a[i][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a[i][0], a[i][1]), a[i][2])),
+                               _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(a[i][0], a[i][1]), a[i][2])), a[i][2]};
+        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(u + ((std::size_t(4 * i + j) * M + m) * C + c), row[j]);
+      }
+    }
+  });
+}
+
+// Where 16 consecutive blocks (numbered image by image, row by row) lie: per lane, the block's
+// image (counted from first_image), block row and block column; `used` masks lanes past the count.
+struct Lanes {
+  std::size_t first_image;
+  __m512i image_offset, row, column;
+  __mmask16 used;
+};
+template <class G>
+Lanes lanes_of(std::size_t first, std::size_t count) {
+  using B = Blocks<G>;
+  alignas(64) std::int32_t image[16] = {}, row[16] = {}, column[16] = {};
+  const std::size_t first_image = first / B::per_image;
+  for (std::size_t l = 0; l < std::min<std::size_t>(16, count); ++l) {
+    const std::size_t q = first + l, block = q % B::per_image;
+    image[l] = std::int32_t(q / B::per_image - first_image);
+    row[l] = std::int32_t(block / B::columns), column[l] = std::int32_t(block % B::columns);
+  }
+  return {first_image, _mm512_load_si512(image), _mm512_load_si512(row), _mm512_load_si512(column),
+          first_lanes(int(std::min<std::size_t>(16, count)))};
+}
+
+// Offsets (in values, from the lane's image) of inputs at (2·row + dy, 2·column + dx), and which
+// of them lie inside the H × W plane.
+struct Places {
+  __m512i offset;
+  __mmask16 inside;
+};
+template <int H, int W>
+Places at(const __m512i& row, const __m512i& column, int dy, int dx, __mmask16 used) {
+  const __m512i y = _mm512_add_epi32(_mm512_slli_epi32(row, 1), _mm512_set1_epi32(dy));
+  const __m512i x = _mm512_add_epi32(_mm512_slli_epi32(column, 1), _mm512_set1_epi32(dx));
+  const __mmask16 inside = _mm512_mask_cmplt_epi32_mask(
+      _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), x,
+                                                                _mm512_setzero_si512()),
+                                   y, _mm512_set1_epi32(H)),
+      x, _mm512_set1_epi32(W));
+  return {_mm512_add_epi32(_mm512_mullo_epi32(y, _mm512_set1_epi32(W)), x), __mmask16(inside & used)};
+}
+
+/// V[ξ] = Bᵀ d B for blocks [first, first + count) of every channel, d the zero-padded 4×4 input
+/// around each block, into panels of `width` columns: ξ's panel j row c at v + ξ·panel_values +
+/// j·C·width + c·width. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+template <class G>
+void transform_inputs(const float* x, std::size_t first, std::size_t count, std::size_t width, float* v,
+                      std::size_t panel_values) {
+  constexpr int C = G::channels, H = G::height, W = G::width;
+  constexpr std::size_t plane = std::size_t(H) * W;
+  for (std::size_t done = 0; done < count; done += 16) {
+    const Lanes lanes = lanes_of<G>(first + done, count - done);
+    const __m512i image_base = _mm512_mullo_epi32(lanes.image_offset, _mm512_set1_epi32(int(G::image)));
+    __m512i index[4][4];
+    __mmask16 inside[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        const Places places = at<H, W>(lanes.row, lanes.column, i - 1, j - 1, lanes.used);
+        index[i][j] = _mm512_add_epi32(image_base, places.offset), inside[i][j] = places.inside;
+      }
+    float* out = v + done / width * C * width + done % width;
+    const float* image = x + lanes.first_image * G::image;
+    for (int c = 0; c < C; ++c, image += plane, out += width) {
+      __m512 d[4][4], t[4][4];
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j)
+          d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[i][j], index[i][j], image, 4);
+      for (int j = 0; j < 4; ++j) {  // t = Bᵀ d
+        t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+        t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+        t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+        t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+      }
+      for (int i = 0; i < 4; ++i) {  // V = t B
+        const __m512 row[4] = {_mm512_sub_ps(t[i][0], t[i][2]), _mm512_add_ps(t[i][1], t[i][2]),
+                               _mm512_sub_ps(t[i][2], t[i][1]), _mm512_sub_ps(t[i][1], t[i][3])};
+        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(out + (4 * i + j) * panel_values, lanes.used, row[j]);
+      }
+    }
+  }
+}
+
+/// y = transform(Aᵀ P A) for output channels [m0, m0 + rows) of blocks [first, first + count),
+/// P[ξ] read from products + ξ·rows·count + r·count + block; Aᵀ = [1 1 1 0; 0 1 −1 −1].
+template <class G, int M>
+void transform_outputs(const float* products, std::size_t first, std::size_t count, std::size_t m0, std::size_t rows,
+                       const ChannelTransform<float>& transform, float* y) {
+  constexpr int OH = G::out_height, OW = G::out_width;
+  constexpr std::size_t positions = G::positions;
+  for (std::size_t done = 0; done < count; done += 16) {
+    const Lanes lanes = lanes_of<G>(first + done, count - done);
+    const __m512i image_base = _mm512_mullo_epi32(lanes.image_offset, _mm512_set1_epi32(int(M * positions)));
+    __m512i index[2][2];
+    __mmask16 inside[2][2];
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) {
+        const Places places = at<OH, OW>(lanes.row, lanes.column, i, j, lanes.used);
+        index[i][j] = _mm512_add_epi32(image_base, places.offset), inside[i][j] = places.inside;
+      }
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t m = m0 + r;
+      const float* p = products + r * count + done;
+      __m512 s[2][4];
+      for (int j = 0; j < 4; ++j) {  // s = Aᵀ P
+        const auto point = [&](int i) { return _mm512_maskz_loadu_ps(lanes.used, p + (4 * i + j) * rows * count); };
+        const __m512 p1 = point(1), p2 = point(2);
+        s[0][j] = _mm512_add_ps(_mm512_add_ps(point(0), p1), p2);
+        s[1][j] = _mm512_sub_ps(_mm512_sub_ps(p1, p2), point(3));
+      }
+      float* out = y + (lanes.first_image * M + m) * positions;
+      const float* add = transform.residual ? transform.residual + (lanes.first_image * M + m) * positions : nullptr;
+      const __m512 scale = _mm512_set1_ps(transform.scale ? transform.scale[m] : 1.0f);
+      const __m512 shift = _mm512_set1_ps(transform.shift ? transform.shift[m] : 0.0f);
+      for (int i = 0; i < 2; ++i) {  // Y = s A, then the channel transform as ChannelTransform::store applies it
+        const __m512 value[2] = {_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]),
+                                 _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3])};
+        for (int j = 0; j < 2; ++j) {
+          __m512 result = value[j];
+          if (transform.scale) result = _mm512_fmadd_ps(result, scale, shift);
+          else if (transform.shift) result = _mm512_add_ps(result, shift);
+          if (add) result = _mm512_add_ps(result, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[i][j], index[i][j], add, 4));
+          if (transform.relu) result = _mm512_max_ps(_mm512_setzero_ps(), result);
+          _mm512_mask_i32scatter_ps(out, inside[i][j], index[i][j], result, 4);
+        }
+      }
+    }
+  }
+}
+
+/// dZ[ξ] = A g Aᵀ for the 2×2 output gradients g of blocks [first, first + count), 16 output
+/// channels per vector, as panels of gradient rows for the weight-gradient product: ξ's panel j
+/// row t (block first + t) at dz + ξ·panel_values + j·count·width + t·width holds channels
+/// [j·width, (j + 1)·width). Outputs past an odd edge do not exist: their gradient is 0.
+/// A = [1 0; 1 1; 1 −1; 0 −1].
+template <class G, int M>
+void transform_gradients(const float* dy, std::size_t first, std::size_t count, std::size_t width, float* dz,
+                         std::size_t panel_values) {
+  using B = Blocks<G>;
+  constexpr int OH = G::out_height, OW = G::out_width;
+  constexpr std::size_t positions = G::positions;
+  const __m512i channel_offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(positions)));
+  for (std::size_t t = 0; t < count; ++t) {
+    const std::size_t n = (first + t) / B::per_image, block = (first + t) % B::per_image;
+    const int oy = int(block / B::columns) * 2, ox = int(block % B::columns) * 2;
+    for (int m0 = 0; m0 < M; m0 += 16) {
+      const __mmask16 used = first_lanes(M - m0);
+      const float* g = dy + (n * M + m0) * positions + std::size_t(oy) * OW + ox;
+      const auto value = [&](int a, int b) {
+        return oy + a < OH && ox + b < OW ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, channel_offsets, g + a * OW + b, 4)
+                                          : _mm512_setzero_ps();
+      };
+      const __m512 g00 = value(0, 0), g01 = value(0, 1), g10 = value(1, 0), g11 = value(1, 1);
+      const __m512 h[4][2] = {{g00, g01},  // h = A g
+                              {_mm512_add_ps(g00, g10), _mm512_add_ps(g01, g11)},
+                              {_mm512_sub_ps(g00, g10), _mm512_sub_ps(g01, g11)},
+                              {_mm512_sub_ps(_mm512_setzero_ps(), g10), _mm512_sub_ps(_mm512_setzero_ps(), g11)}};
+      float* out = dz + std::size_t(m0) / width * count * width + t * width + std::size_t(m0) % width;
+      for (int i = 0; i < 4; ++i) {  // dZ = h Aᵀ
+        const __m512 row[4] = {h[i][0], _mm512_add_ps(h[i][0], h[i][1]), _mm512_sub_ps(h[i][0], h[i][1]),
+                               _mm512_sub_ps(_mm512_setzero_ps(), h[i][1])};
+        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(out + (4 * i + j) * panel_values, used, row[j]);
+      }
+    }
+  }
+}
+
+/// dw[m][c] += Gᵀ dU[m][c] G for dUᵀ[ξ] (C × M, row stride M), 16 output channels per vector.
+template <int C, int M>
+void add_weight_gradient(const float* du, float* dw) {
+  const __m512i kernel_offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C * 9));
+  const __m512 half = _mm512_set1_ps(0.5f);
+  parallel_for(std::size_t(C), [&](std::size_t c, std::size_t) {
+    for (int m0 = 0; m0 < M; m0 += 16) {
+      const __mmask16 used = first_lanes(M - m0);
+      const auto point = [&](int i, int j) { return _mm512_maskz_loadu_ps(used, du + (std::size_t(4 * i + j) * C + c) * M + m0); };
+      __m512 e[3][4];
+      for (int j = 0; j < 4; ++j) {  // e = Gᵀ dU
+        const __m512 p0 = point(0, j), p1 = point(1, j), p2 = point(2, j), p3 = point(3, j);
+        const __m512 sum = _mm512_mul_ps(half, _mm512_add_ps(p1, p2));
+        e[0][j] = _mm512_add_ps(p0, sum);
+        e[1][j] = _mm512_mul_ps(half, _mm512_sub_ps(p1, p2));
+        e[2][j] = _mm512_add_ps(sum, p3);
+      }
+      float* kernels = dw + (std::size_t(m0) * C + c) * 9;
+      for (int k = 0; k < 3; ++k) {  // dw = e G
+        const __m512 sum = _mm512_mul_ps(half, _mm512_add_ps(e[k][1], e[k][2]));
+        const __m512 row[3] = {_mm512_add_ps(e[k][0], sum), _mm512_mul_ps(half, _mm512_sub_ps(e[k][1], e[k][2])),
+                               _mm512_add_ps(sum, e[k][3])};
+        for (int l = 0; l < 3; ++l) {
+          float* at = kernels + 3 * k + l;
+          _mm512_mask_i32scatter_ps(at, used, kernel_offsets,
+                                    _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, kernel_offsets, at, 4), row[l]), 4);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace winograd
+
+/// conv_forward for uses_winograd geometries: tasks of whole panels of 2×2 blocks (spanning
+/// images), each transforming its inputs, running the 16 products and transforming them back.
+template <class G, int M>
+void conv_forward_winograd(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
+                           float* y) {
+  using namespace winograd;
+  constexpr int C = G::channels;
+  float* u = scratch<float>(0, Slot::winograd_weights, std::size_t(points) * M * C);
+  transform_weights<C>(w, M, u);
+  // Columns per task: whole panels, as many as keep the transformed inputs and the products
+  // (16·(C + M) values per column) within 1 MiB of L2.
+  constexpr std::size_t tc =
+      std::max<std::size_t>(panel_width, (std::size_t(1) << 18) / (points * std::size_t(C + M)) / panel_width * panel_width);
+  const std::size_t total = N * Blocks<G>::per_image, tiles = (total + tc - 1) / tc;
+  const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
+  const std::size_t splits = split.first, rows = split.second;
+  parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
+    const std::size_t first = task % tiles * tc, count = std::min(tc, total - first);
+    const std::size_t m0 = std::min<std::size_t>(M, task / tiles * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
+    if (m == 0) return;
+    const std::size_t width = panel_width_for(count), panel_values = C * whole_panels(count);
+    float* v = scratch<float>(thread, Slot::columns, points * panel_values);
+    float* products = scratch<float>(thread, Slot::tile, points * m * count);
+    transform_inputs<G>(x, first, count, width, v, panel_values);
+    for (int xi = 0; xi < points; ++xi)
+      panel_gemm<float>(m, C, Strided<float>{u + (std::size_t(xi) * M + m0) * C, C, 1}, v + xi * panel_values, width,
+                        C * width, count, products + xi * m * count, count, false, width);
+    transform_outputs<G, M>(products, first, count, m0, m, transform, y);
+  });
+}
+
+/// Whether conv_backward takes the weight gradient of a uses_winograd layer in the transform
+/// domain too (for batches with a panel of blocks): each image group sums its dUᵀ (16 × C × M)
+/// apart, so only where that stays within 4 MiB.
+template <class G, int M, class T>
+constexpr bool winograd_weight_gradient =
+    uses_winograd<G, M, T> && std::size_t(16) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
+
+/// dw (M × C × 3 × 3) += Σ over the batch by F(2×2, 3×3): dU[ξ] = Σ_blocks dZ[ξ] · V[ξ]ᵀ, then
+/// dw = Gᵀ dU G; dbias (if not null) += Σ dy. A fixed number of image groups (backward_groups)
+/// sum their own dUᵀ, added up in group order, so the result does not depend on the thread count.
+template <class G, int M>
+void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
+                              float* dbias) {
+  using namespace winograd;
+  constexpr int C = G::channels;
+  constexpr std::size_t du_values = std::size_t(points) * C * M, per_image = Blocks<G>::per_image;
+  constexpr std::size_t chunk =
+      std::max<std::size_t>(panel_width, (std::size_t(1) << 18) / (points * std::size_t(C + M)) / 16 * 16);
+  constexpr std::size_t width = panel_width_for(M);
+  const std::size_t per_group = (N + groups - 1) / groups, used_groups = (N + per_group - 1) / per_group;
+  float* partials = scratch<float>(0, Slot::partials, used_groups * du_values);
+  parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
+    float* du = partials + group * du_values;
+    std::fill_n(du, du_values, 0.0f);
+    const std::size_t begin = group * per_group * per_image, end = std::min(N, (group + 1) * per_group) * per_image;
+    for (std::size_t first = begin; first < end; first += chunk) {
+      const std::size_t count = std::min(chunk, end - first);
+      const std::size_t v_values = C * count, dz_values = count * whole_panels(M);
+      float* v = scratch<float>(thread, Slot::columns, points * v_values);
+      float* dz = scratch<float>(thread, Slot::transposed, points * dz_values);
+      transform_inputs<G>(x, first, count, count, v, v_values);  // V[ξ]: C × count
+      transform_gradients<G, M>(dy, first, count, width, dz, dz_values);
+      for (int xi = 0; xi < points; ++xi)  // dUᵀ[ξ] (C × M) += V[ξ] · dZ[ξ]ᵀ
+        panel_gemm<float>(C, count, Strided<float>{v + xi * v_values, count, 1}, dz + xi * dz_values, width,
+                          count * width, M, du + std::size_t(xi) * C * M, M, true, width);
+    }
+  });
+  for (std::size_t group = 1; group < used_groups; ++group)
+    for (std::size_t i = 0; i < du_values; ++i) partials[i] += partials[group * du_values + i];
+  add_weight_gradient<C, M>(partials, dw);
+  if (dbias)
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t m = 0; m < std::size_t(M); ++m)
+        for (std::size_t p = 0; p < G::positions; ++p) dbias[m] += dy[(n * M + m) * G::positions + p];
+}
+#endif
+
+}  // namespace ctnn::kernels
