@@ -343,8 +343,11 @@ void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, st
                           count * width, M, du + std::size_t(xi) * C * M, M, true, width);
     }
   });
-  for (std::size_t group = 1; group < used_groups; ++group)
-    for (std::size_t i = 0; i < du_values; ++i) partials[i] += partials[group * du_values + i];
+  constexpr std::size_t slice = 4096;  // values summed per task, in group order
+  parallel_for((du_values + slice - 1) / slice, [&](std::size_t s, std::size_t) {
+    for (std::size_t group = 1; group < used_groups; ++group)
+      for (std::size_t i = s * slice; i < std::min(du_values, (s + 1) * slice); ++i) partials[i] += partials[group * du_values + i];
+  });
   add_weight_gradient<C, M>(partials, dw);
   if (dbias)
     for (std::size_t n = 0; n < N; ++n)
