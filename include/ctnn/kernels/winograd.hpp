@@ -60,7 +60,8 @@ void transform_weights(const float* w, int M, float* u) {
     for (int c = 0; c < C; c += 16) {
       const float* kernels = w + (m * C + c) * 9;
       __m512 g[3][3], a[4][3];
-      for (int k = 0; k < 9; ++k) g[k / 3][k % 3] = _mm512_i32gather_ps(nine, kernels + k, 4);
+      for (int k = 0; k < 9; ++k)  // masked: GCC 12's unmasked gather warns of an uninitialised source under -Wall
+        g[k / 3][k % 3] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), __mmask16(0xFFFF), nine, kernels + k, 4);
       for (int k = 0; k < 3; ++k) {  // a = G g
         a[0][k] = g[0][k];
         a[1][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[0][k], g[1][k]), g[2][k]));
