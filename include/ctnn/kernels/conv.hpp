@@ -2,7 +2,8 @@
 // Forward: each task im2cols one tile of columns (which may span several small images or part of
 // a large one) and multiplies it by the weights. Backward: a fixed number of image groups, each
 // with its own partial weight gradient; the partials are summed in group order afterwards, so the
-// result does not depend on the thread count.
+// result does not depend on the thread count. 3×3 stride-1 layers with 32+ channels on both sides
+// go by Winograd's F(2×2, 3×3) instead (winograd.hpp), forward and weight gradient.
 #pragma once
 
 #include <Eigen/Core>
