@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/phase_input_gradient.hpp"
@@ -165,9 +166,7 @@ void weight_gradient_in_place(const T* x, const T* dy, std::size_t n0, std::size
         for (std::size_t j = 0; j * panel < std::size_t(M); ++j)
           std::fill_n(g_panels + j * wide * panel + (oy * Wp + W) * panel, (Wp - W) * panel, T(0));
       }
-      if (dbias)
-        for (std::size_t m = 0; m < M; ++m)
-          dbias[m] += std::accumulate(dy + (n * M + m) * G::positions, dy + (n * M + m + 1) * G::positions, T(0));
+      if (dbias) add_channel_sums(dy + n * M * G::positions, 1, M, G::positions, dbias);
       panel_gemm<T>(G::patch, wide, Tabled<T>{image, tap_offsets<G>.data()}, g_panels, EvenRows{panel}, wide * panel,
                     M, pw, M, true, panel);
     }
@@ -211,10 +210,7 @@ void weight_gradient_by_channels_of(const T* x, const T* dy, std::size_t N, T* d
   parallel_for(N, [&](std::size_t n, std::size_t) {
     pack_transposed(dy + n * M * P, M, P, P, g_panels + n * P * panel, panel, columns * panel);
   });
-  if (dbias)
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t m = 0; m < std::size_t(M); ++m)
-        dbias[m] += std::accumulate(dy + (n * M + m) * P, dy + (n * M + m + 1) * P, T(0));
+  if (dbias) add_channel_sums(dy, N, M, P, dbias);
   parallel_for(std::size_t(G::channels / block_channels), [&](std::size_t b, std::size_t thread) {
     const std::size_t c0 = b * block_channels;
     T* block = scratch<T>(thread, Slot::gradient, rows * M);  // dwᵀ rows [c0·K², ...) × M

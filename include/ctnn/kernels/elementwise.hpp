@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
+#include <numeric>
 #include <type_traits>
 #include <utility>
 
@@ -24,6 +25,15 @@ void parallel_slices(std::size_t count, F&& f) {
   parallel_for((count + slice - 1) / slice, [&](std::size_t s, std::size_t) {
     f(s * slice, std::min(count, (s + 1) * slice));
   });
+}
+
+/// sums[m] += Σ of channel m's plane over images, for N images of M planes of `plane` values (y
+/// laid out N × M × plane): a convolution's bias gradient. Summed image by image.
+template <class T>
+void add_channel_sums(const T* y, std::size_t N, std::size_t M, std::size_t plane, T* sums) {
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t m = 0; m < M; ++m)
+      sums[m] += std::accumulate(y + (n * M + m) * plane, y + (n * M + m + 1) * plane, T(0));
 }
 
 /// Values [begin, end) of a batch as an Eigen array, for vectorised expressions on one slice.

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
 #include "ctnn/kernels/scratch.hpp"
@@ -345,20 +346,15 @@ void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, st
                           count * width, M, du + std::size_t(xi) * C * M, M, true, width);
     }
   });
-  constexpr std::size_t slice = 4096;  // values summed per task, in group order
-  parallel_for((du_values + slice - 1) / slice, [&](std::size_t s, std::size_t) {
+  parallel_slices(du_values, [&](std::size_t begin, std::size_t end) {  // in group order
     // As Eigen arrays: GCC left the plain loop over one buffer scalar (a quarter of a 128@4 layer's
     // weight gradient on one thread).
-    const std::size_t begin = s * slice, length = std::min(du_values, begin + slice) - begin;
-    Eigen::Map<Eigen::ArrayXf> sums(partials + begin, Eigen::Index(length));
+    Eigen::Map<Eigen::ArrayXf> sums(partials + begin, Eigen::Index(end - begin));
     for (std::size_t group = 1; group < used_groups; ++group)
-      sums += Eigen::Map<const Eigen::ArrayXf>(partials + group * du_values + begin, Eigen::Index(length));
+      sums += Eigen::Map<const Eigen::ArrayXf>(partials + group * du_values + begin, Eigen::Index(end - begin));
   });
   add_weight_gradient<C, M>(partials, dw);
-  if (dbias)
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t m = 0; m < std::size_t(M); ++m)
-        for (std::size_t p = 0; p < G::positions; ++p) dbias[m] += dy[(n * M + m) * G::positions + p];
+  if (dbias) add_channel_sums(dy, N, M, G::positions, dbias);
 }
 #endif
 
