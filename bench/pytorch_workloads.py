@@ -7,8 +7,10 @@ Inference: eval mode under torch.no_grad(). Run with Debian's /usr/bin/python3 (
     /usr/bin/python3 bench/pytorch_workloads.py --threads 2 --workload mnist_train
 """
 import argparse
+import os
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -16,56 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from seed_resnet import ResNet18 as SeedResNet18  # noqa: E402
+
 MNIST_MULTIPLY_ADDS = 28_573_184
 RESNET50_MULTIPLY_ADDS = 4_089_184_256
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, inchannel, outchannel, stride=1):
-        super().__init__()
-        self.left = nn.Sequential(
-            nn.Conv2d(inchannel, outchannel, kernel_size=3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(outchannel),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(outchannel, outchannel, kernel_size=3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(outchannel),
-        )
-        self.shortcut = nn.Sequential()
-        if stride != 1 or inchannel != outchannel:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(inchannel, outchannel, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(outchannel),
-            )
-
-    def forward(self, x):
-        out = self.left(x)
-        out += self.shortcut(x)
-        return F.relu(out)
-
-
-class SeedResNet18(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.inchannel = 16
-        self.conv1 = nn.Sequential(nn.Conv2d(1, 16, kernel_size=3, stride=1, padding=1, bias=False),
-                                   nn.BatchNorm2d(16), nn.ReLU())
-        self.layer1 = self.make_layer(16, 2, 1)
-        self.layer2 = self.make_layer(32, 2, 2)
-        self.layer3 = self.make_layer(64, 2, 2)
-        self.layer4 = self.make_layer(128, 2, 2)
-        self.fc = nn.Linear(128, num_classes)
-
-    def make_layer(self, channels, num_blocks, stride):
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(ResidualBlock(self.inchannel, channels, s))
-            self.inchannel = channels
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        out = F.avg_pool2d(out, 4)
-        return self.fc(out.view(out.size(0), -1))
 
 
 def median_seconds(args, f):

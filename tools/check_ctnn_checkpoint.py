@@ -18,14 +18,17 @@ The safetensors reader is written here so the check needs nothing beyond torch.
 
 import argparse
 import json
+import os
 import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from seed_resnet import ResNet18  # noqa: E402
 
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U8": "u1", "BOOL": "?"}
@@ -58,57 +61,9 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-class SeedResidualBlock(nn.Module):
-    """The seed article's ResidualBlock (left / shortcut)."""
-
-    def __init__(self, inchannel, outchannel, stride=1):
-        super().__init__()
-        self.left = nn.Sequential(
-            nn.Conv2d(inchannel, outchannel, kernel_size=3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(outchannel),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(outchannel, outchannel, kernel_size=3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(outchannel))
-        self.shortcut = nn.Sequential()
-        if stride != 1 or inchannel != outchannel:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(inchannel, outchannel, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(outchannel))
-
-    def forward(self, x):
-        return F.relu(self.left(x) + self.shortcut(x))
-
-
-class SeedResNet18(nn.Module):
-    """The seed article's ResNet18 for MNIST: 16/32/64/128 channels, 4x4 average pool, fc."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.inchannel = 16
-        self.conv1 = nn.Sequential(nn.Conv2d(1, 16, kernel_size=3, stride=1, padding=1, bias=False),
-                                   nn.BatchNorm2d(16), nn.ReLU())
-        self.layer1 = self.make_layer(16, 2, stride=1)
-        self.layer2 = self.make_layer(32, 2, stride=2)
-        self.layer3 = self.make_layer(64, 2, stride=2)
-        self.layer4 = self.make_layer(128, 2, stride=2)
-        self.fc = nn.Linear(128, num_classes)
-
-    def make_layer(self, channels, num_blocks, stride):
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(SeedResidualBlock(self.inchannel, channels, s))
-            self.inchannel = channels
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        out = F.avg_pool2d(out, 4)
-        return self.fc(out.view(out.size(0), -1))
-
-
 def build_model(name, num_classes, in_channels):
     if name == "mnist":
-        return SeedResNet18(num_classes)
+        return ResNet18(num_classes)
     model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

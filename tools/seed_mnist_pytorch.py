@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The seed article's MNIST experiment in PyTorch: the peer for the README's accuracy table.
 
-Trains the seed's ResNet18 (tools/check_ctnn_checkpoint.py's SeedResNet18: PyTorch's default
+Trains the seed's ResNet18 (tools/seed_resnet.py's ResNet18: PyTorch's default
 init, as the seed's code) on the four IDX files that scripts/get-mnist writes, with the seed's
 defaults (SGD lr 0.1, batch 128, shuffled every epoch, last partial batch kept) and prints the
 eval-mode test accuracy after each epoch: with the running averages as trained (model.eval()),
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_ctnn_checkpoint import SeedResNet18  # noqa: E402
+from seed_resnet import ResNet18  # noqa: E402
 
 
 def read_idx(path):
@@ -78,7 +78,7 @@ def main():
     finals, finals_recomputed = [], []
     for seed in args.seeds:
         torch.manual_seed(seed)
-        model = SeedResNet18()
+        model = ResNet18()
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
         loss_fn = nn.CrossEntropyLoss()
         for epoch in range(args.epochs):
