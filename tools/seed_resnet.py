@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The seed article's ResNet18 for 1x28x28 MNIST digits, as the article writes it.
 
 ResidualBlock (left / shortcut), ResNet (conv1 = 3x3 conv + BN + ReLU, layer1..4 of 16/32/64/128
