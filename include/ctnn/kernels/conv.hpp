@@ -2,8 +2,10 @@
 // Forward: each task im2cols one tile of columns (which may span several small images or part of
 // a large one) and multiplies it by the weights. Backward: a fixed number of image groups, each
 // with its own partial weight gradient; the partials are summed in group order afterwards, so the
-// result does not depend on the thread count. 3×3 stride-1 layers with 32+ channels on both sides
-// go by Winograd's F(2×2, 3×3) instead (winograd.hpp), forward and weight gradient.
+// result does not depend on the thread count. 3×3 stride-1 layers go by Winograd's transforms
+// instead: forward by F(4×4, 3×3) (winograd_4x4.hpp) for 16–256 channels, by F(2×2, 3×3)
+// (winograd.hpp) where a batch has too few 4×4 blocks, and the weight gradient by F(2×2, 3×3)
+// for 32+ channels on both sides.
 #pragma once
 
 #include <Eigen/Core>
@@ -23,6 +25,7 @@
 #include "ctnn/kernels/tap_correlation.hpp"
 #include "ctnn/kernels/task_split.hpp"
 #include "ctnn/kernels/winograd.hpp"
+#include "ctnn/kernels/winograd_4x4.hpp"
 #include "ctnn/threads.hpp"
 
 namespace ctnn::kernels {
@@ -257,6 +260,8 @@ constexpr std::size_t backward_groups(std::size_t batch) { return std::min<std::
 template <class G, int M, class T>
 void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
 #if defined(__AVX512F__)
+  if constexpr (uses_winograd_4x4<G, M, T>)
+    if (winograd_4x4_blocks<G>(N) >= panel_width) return conv_forward_winograd_4x4<G, M>(x, N, w, transform, y);
   if constexpr (uses_winograd<G, M, T>)
     if (winograd_blocks<G>(N) >= panel_width) return conv_forward_winograd<G, M>(x, N, w, transform, y);
 #endif

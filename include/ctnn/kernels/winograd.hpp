@@ -21,20 +21,21 @@
 
 namespace ctnn::kernels {
 
-/// Whether conv_forward can run geometry G with M outputs by F(2×2, 3×3): 3×3, stride 1,
-/// padding 1, float with the AVX-512 kernels, and channels enough on both sides for 16 products of
-/// depth C to beat one of depth 9·C. At 16 channels (MNIST's 28×28 layers) the transforms cost
-/// more than they save: 1.21× the time of the direct kernel; at 32 (14×14) 0.78×.
+/// Whether geometry G with M outputs can run by F(2×2, 3×3): 3×3, stride 1, padding 1, float with
+/// the AVX-512 kernels, and channels enough on both sides for 16 products of depth C to beat one
+/// of depth 9·C. At 16 channels (MNIST's 28×28 layers) the transforms cost more than they save:
+/// 1.21× the time of the direct kernel; at 32 (14×14) 0.78×. The weight gradient runs so, and the
+/// forward where F(4×4, 3×3) (winograd_4x4.hpp) does not: too few 4×4 blocks, or over 256 channels.
 template <class G, int M, class T>
 constexpr bool uses_winograd = has_panel_kernel<T> && G::kernel == 3 && G::stride == 1 && G::padding == 1 &&
                                G::channels % 16 == 0 && G::channels >= 32 && M >= 32;
 
 namespace winograd {
-// The 2×2 output blocks of one image, ceil(H/2) × ceil(W/2): a block past an odd edge computes
-// its outside row or column and drops it.
-template <class G>
+// The Tile × Tile output blocks of one image (Tile 2 or 4), ceil(H/Tile) × ceil(W/Tile): a block
+// past the edge computes its outside rows or columns and drops them.
+template <class G, int Tile = 2>
 struct Blocks {
-  static constexpr int rows = (G::out_height + 1) / 2, columns = (G::out_width + 1) / 2;
+  static constexpr int rows = (G::out_height + Tile - 1) / Tile, columns = (G::out_width + Tile - 1) / Tile;
   static constexpr std::size_t per_image = std::size_t(rows) * columns;
 };
 }  // namespace winograd
@@ -86,9 +87,9 @@ struct Lanes {
   __m512i image_offset, row, column;
   __mmask16 used;
 };
-template <class G>
+template <class G, int Tile = 2>
 Lanes lanes_of(std::size_t first, std::size_t count) {
-  using B = Blocks<G>;
+  using B = Blocks<G, Tile>;
   alignas(64) std::int32_t image[16] = {}, row[16] = {}, column[16] = {};
   const std::size_t first_image = first / B::per_image;
   for (std::size_t l = 0; l < std::min<std::size_t>(16, count); ++l) {
@@ -100,16 +101,18 @@ Lanes lanes_of(std::size_t first, std::size_t count) {
           first_lanes(int(std::min<std::size_t>(16, count)))};
 }
 
-// Offsets (in values, from the lane's image) of inputs at (2·row + dy, 2·column + dx), and which
-// of them lie inside the H × W plane.
+// Offsets (in values, from the lane's image) of inputs at (Tile·row + dy, Tile·column + dx), and
+// which of them lie inside the H × W plane.
 struct Places {
   __m512i offset;
   __mmask16 inside;
 };
-template <int H, int W>
+template <int H, int W, int Tile = 2>
 Places at(const __m512i& row, const __m512i& column, int dy, int dx, __mmask16 used) {
-  const __m512i y = _mm512_add_epi32(_mm512_slli_epi32(row, 1), _mm512_set1_epi32(dy));
-  const __m512i x = _mm512_add_epi32(_mm512_slli_epi32(column, 1), _mm512_set1_epi32(dx));
+  static_assert(Tile == 2 || Tile == 4);
+  constexpr unsigned shift = Tile == 2 ? 1 : 2;
+  const __m512i y = _mm512_add_epi32(_mm512_slli_epi32(row, shift), _mm512_set1_epi32(dy));
+  const __m512i x = _mm512_add_epi32(_mm512_slli_epi32(column, shift), _mm512_set1_epi32(dx));
   const __mmask16 inside = _mm512_mask_cmplt_epi32_mask(
       _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), x,
                                                                 _mm512_setzero_si512()),
