@@ -929,15 +929,16 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   // count that is not a whole vector, tasks split by channels (48 blocks: one task), a bias, and a
   // batch with fewer than a panel of blocks, which takes the direct kernels.
   static_assert(kernels::uses_winograd<kernels::ConvGeometry<32, 5, 7, 3, 1, 1>, 40, float> == kernels::has_panel_kernel<float>);
-  check_float_against_double<Conv2d<32, 40, 3, 1, 1>, Shape<32, 5, 7>>(1e-5, 5);
+  check_float_against_double<Conv2d<32, 40, 3, 1, 1, true>, Shape<32, 5, 7>>(1e-5, 5);
   check_float_against_double<Conv2d<64, 64, 3, 1, 1>, Shape<64, 4, 4>>(1e-5, 12);
-  check_float_against_double<Conv2d<32, 48, 3, 1, 1, true>, Shape<32, 7, 9>>(1e-4, 9);  // forward by F(4×4)
+  check_float_against_double<Conv2d<32, 48, 3, 1, 1, true>, Shape<32, 7, 9>>(1e-4, 9);  // by F(4×4)
   check_float_against_double<Conv2d<32, 32, 3, 1, 1>, Shape<32, 7, 7>>(1e-5, 2);
-  // F(4×4, 3×3) forwards and input gradients: MNIST's 16-channel 28×28 layer (49 blocks: three
-  // vectors and a lane), edges that leave a block 1 row and 3 columns (9 × 11), tasks split by
-  // channels (54 blocks: two tiles, two splits), a bias, and blocks spanning images (7 × 7). Its
-  // rounding is about 2e-6 of the outputs' scale, not of each output (5× the direct sum's): outputs
-  // near zero are off by up to 4e-5, so these pass a wider tolerance.
+  // F(4×4, 3×3) forwards, input gradients and (32+ channels on both sides) weight gradients:
+  // MNIST's 16-channel 28×28 layer (49 blocks: three vectors and a lane), edges that leave a block
+  // 1 row and 3 columns (9 × 11), tasks split by channels (54 blocks: two tiles, two splits), a
+  // bias, and blocks spanning images (7 × 7). Its forward rounding is about 2e-6 of the outputs'
+  // scale, not of each output (5× the direct sum's): outputs near zero are off by up to 4e-5, so
+  // these pass a wider tolerance.
   static_assert(kernels::uses_winograd_4x4<kernels::ConvGeometry<16, 28, 28, 3, 1, 1>, 16, float> == kernels::has_panel_kernel<float>);
   check_float_against_double<Conv2d<16, 16, 3, 1, 1>, Shape<16, 28, 28>>(1e-4, 1);
   check_float_against_double<Conv2d<32, 40, 3, 1, 1, true>, Shape<32, 9, 11>>(1e-4, 6);

@@ -3,9 +3,8 @@
 // a large one) and multiplies it by the weights. Backward: a fixed number of image groups, each
 // with its own partial weight gradient; the partials are summed in group order afterwards, so the
 // result does not depend on the thread count. 3×3 stride-1 layers go by Winograd's transforms
-// instead: forward by F(4×4, 3×3) (winograd_4x4.hpp) for 16–256 channels, by F(2×2, 3×3)
-// (winograd.hpp) where a batch has too few 4×4 blocks, and the weight gradient by F(2×2, 3×3)
-// for 32+ channels on both sides.
+// instead: by F(4×4, 3×3) (winograd_4x4.hpp) for 16–256 channels (the weight gradient for 32+ on
+// both sides), by F(2×2, 3×3) (winograd.hpp) where a batch has too few 4×4 blocks.
 #pragma once
 
 #include <Eigen/Core>
@@ -351,6 +350,11 @@ void input_gradient_apart(const T* dy, std::size_t N, const T* w, T* dx) {
 template <class G, int M, class T>
 void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T* dbias, T* dx) {
 #if defined(__AVX512F__)
+  if constexpr (winograd_4x4_weight_gradient<G, M, T>)
+    if (winograd_4x4_blocks<G>(N) >= panel_width) {
+      weight_gradient_winograd_4x4<G, M>(x, dy, N, backward_groups(N), dw, dbias);
+      return detail::input_gradient_apart<G, M>(dy, N, w, dx);
+    }
   if constexpr (winograd_weight_gradient<G, M, T>)
     if (winograd_blocks<G>(N) >= panel_width) {
       weight_gradient_winograd<G, M>(x, dy, N, backward_groups(N), dw, dbias);
