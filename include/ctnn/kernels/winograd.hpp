@@ -279,22 +279,34 @@ void add_weight_gradient(const float* du, float* dw) {
   });
 }
 
-}  // namespace winograd
+// A scheme for the drivers below: F(2×2, 3×3)'s blocks, points and transforms, and the values a
+// task keeps in L2 (its transformed inputs and products or gradients, points·(C + M) per column):
+// 1 MiB.
+struct F2x2 {
+  static constexpr int tile = 2, points = winograd::points;
+  static constexpr std::size_t task_values = std::size_t(1) << 18;
+  template <int C>
+  static constexpr auto weights = &transform_weights<C>;
+  template <class G>
+  static constexpr auto inputs = &transform_inputs<G>;
+  template <class G, int M>
+  static constexpr auto outputs = &transform_outputs<G, M>;
+  template <class G, int M>
+  static constexpr auto gradients = &transform_gradients<G, M>;
+  template <int C, int M>
+  static constexpr auto weight_gradient = &add_weight_gradient<C, M>;
+};
 
-/// conv_forward for uses_winograd geometries: tasks of whole panels of 2×2 blocks (spanning
-/// images), each transforming its inputs, running the 16 products and transforming them back.
-template <class G, int M>
-void conv_forward_winograd(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
-                           float* y) {
-  using namespace winograd;
-  constexpr int C = G::channels;
+/// conv_forward by scheme S: tasks of whole panels of S::tile × S::tile blocks (spanning images),
+/// each transforming its inputs, running the S::points products and transforming them back.
+template <class S, class G, int M>
+void forward(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform, float* y) {
+  constexpr int C = G::channels, points = S::points;
   float* u = scratch<float>(0, Slot::winograd_weights, std::size_t(points) * M * C);
-  transform_weights<C>(w, M, u);
-  // Columns per task: whole panels, as many as keep the transformed inputs and the products
-  // (16·(C + M) values per column) within 1 MiB of L2.
+  S::template weights<C>(w, M, u);
   constexpr std::size_t tc =
-      std::max<std::size_t>(panel_width, (std::size_t(1) << 18) / (points * std::size_t(C + M)) / panel_width * panel_width);
-  const std::size_t total = N * Blocks<G>::per_image, tiles = (total + tc - 1) / tc;
+      std::max<std::size_t>(panel_width, S::task_values / (points * std::size_t(C + M)) / panel_width * panel_width);
+  const std::size_t total = N * Blocks<G, S::tile>::per_image, tiles = (total + tc - 1) / tc;
   const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
   const std::size_t splits = split.first, rows = split.second;
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
@@ -304,32 +316,22 @@ void conv_forward_winograd(const float* x, std::size_t N, const float* w, const 
     const std::size_t width = panel_width_for(count), panel_values = C * whole_panels(count);
     float* v = scratch<float>(thread, Slot::columns, points * panel_values);
     float* products = scratch<float>(thread, Slot::tile, points * m * count);
-    transform_inputs<G>(x, first, count, width, v, panel_values);
+    S::template inputs<G>(x, first, count, width, v, panel_values);
     for (int xi = 0; xi < points; ++xi)
       panel_gemm<float>(m, C, Strided<float>{u + (std::size_t(xi) * M + m0) * C, C, 1}, v + xi * panel_values, width,
                         C * width, count, products + xi * m * count, count, false, width);
-    transform_outputs<G, M>(products, first, count, m0, m, transform, y);
+    S::template outputs<G, M>(products, first, count, m0, m, transform, y);
   });
 }
 
-/// Whether conv_backward takes the weight gradient of a uses_winograd layer in the transform
-/// domain too (for batches with a panel of blocks): each image group sums its dUᵀ (16 × C × M)
-/// apart, so only where that stays within 4 MiB.
-template <class G, int M, class T>
-constexpr bool winograd_weight_gradient =
-    uses_winograd<G, M, T> && std::size_t(16) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
-
-/// dw (M × C × 3 × 3) += Σ over the batch by F(2×2, 3×3): dU[ξ] = Σ_blocks dZ[ξ] · V[ξ]ᵀ, then
+/// dw (M × C × 3 × 3) += Σ over the batch by scheme S: dU[ξ] = Σ_blocks dZ[ξ] · V[ξ]ᵀ, then
 /// dw = Gᵀ dU G; dbias (if not null) += Σ dy. A fixed number of image groups (backward_groups)
 /// sum their own dUᵀ, added up in group order, so the result does not depend on the thread count.
-template <class G, int M>
-void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
-                              float* dbias) {
-  using namespace winograd;
-  constexpr int C = G::channels;
-  constexpr std::size_t du_values = std::size_t(points) * C * M, per_image = Blocks<G>::per_image;
-  constexpr std::size_t chunk =
-      std::max<std::size_t>(panel_width, (std::size_t(1) << 18) / (points * std::size_t(C + M)) / 16 * 16);
+template <class S, class G, int M>
+void weight_gradient(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw, float* dbias) {
+  constexpr int C = G::channels, points = S::points;
+  constexpr std::size_t du_values = std::size_t(points) * C * M, per_image = Blocks<G, S::tile>::per_image;
+  constexpr std::size_t chunk = std::max<std::size_t>(panel_width, S::task_values / (points * std::size_t(C + M)) / 16 * 16);
   constexpr std::size_t width = panel_width_for(M);
   const std::size_t per_group = (N + groups - 1) / groups, used_groups = (N + per_group - 1) / per_group;
   float* partials = scratch<float>(0, Slot::partials, used_groups * du_values);
@@ -342,8 +344,8 @@ void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, st
       const std::size_t v_values = C * count, dz_values = count * whole_panels(M);
       float* v = scratch<float>(thread, Slot::columns, points * v_values);
       float* dz = scratch<float>(thread, Slot::transposed, points * dz_values);
-      transform_inputs<G>(x, first, count, count, v, v_values);  // V[ξ]: C × count
-      transform_gradients<G, M>(dy, first, count, width, dz, dz_values);
+      S::template inputs<G>(x, first, count, count, v, v_values);  // V[ξ]: C × count
+      S::template gradients<G, M>(dy, first, count, width, dz, dz_values);
       for (int xi = 0; xi < points; ++xi)  // dUᵀ[ξ] (C × M) += V[ξ] · dZ[ξ]ᵀ
         panel_gemm<float>(C, count, Strided<float>{v + xi * v_values, count, 1}, dz + xi * dz_values, width,
                           count * width, M, du + std::size_t(xi) * C * M, M, true, width);
@@ -356,8 +358,31 @@ void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, st
     for (std::size_t group = 1; group < used_groups; ++group)
       sums += Eigen::Map<const Eigen::ArrayXf>(partials + group * du_values + begin, Eigen::Index(end - begin));
   });
-  add_weight_gradient<C, M>(partials, dw);
+  S::template weight_gradient<C, M>(partials, dw);
   if (dbias) add_channel_sums(dy, N, M, G::positions, dbias);
+}
+
+}  // namespace winograd
+
+/// conv_forward for uses_winograd geometries (see winograd::forward).
+template <class G, int M>
+void conv_forward_winograd(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
+                           float* y) {
+  winograd::forward<winograd::F2x2, G, M>(x, N, w, transform, y);
+}
+
+/// Whether conv_backward takes the weight gradient of a uses_winograd layer in the transform
+/// domain too (for batches with a panel of blocks): each image group sums its dUᵀ (16 × C × M)
+/// apart, so only where that stays within 4 MiB.
+template <class G, int M, class T>
+constexpr bool winograd_weight_gradient =
+    uses_winograd<G, M, T> && std::size_t(16) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
+
+/// dw += Σ over the batch by F(2×2, 3×3), dbias += Σ dy (see winograd::weight_gradient).
+template <class G, int M>
+void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
+                              float* dbias) {
+  winograd::weight_gradient<winograd::F2x2, G, M>(x, dy, N, groups, dw, dbias);
 }
 #endif
 

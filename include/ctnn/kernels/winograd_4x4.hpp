@@ -10,17 +10,11 @@
 // near the direct kernel's: 1.5–1.9e-7 of the sum of |products| against 0.6–1.1e-7 for F(2×2)).
 #pragma once
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
-#include <utility>
 
 #include "ctnn/kernels/channel_transform.hpp"
-#include "ctnn/kernels/elementwise.hpp"
-#include "ctnn/kernels/gemm.hpp"
 #include "ctnn/kernels/im2col.hpp"
-#include "ctnn/kernels/scratch.hpp"
-#include "ctnn/kernels/task_split.hpp"
 #include "ctnn/kernels/winograd.hpp"
 #include "ctnn/threads.hpp"
 
@@ -309,38 +303,30 @@ void add_weight_gradient(const float* du, float* dw) {
   });
 }
 
+// F(4×4, 3×3) for winograd::forward and winograd::weight_gradient. Tasks keep 512 KiB in L2:
+// twice that ran the 16-channel 28×28 forward 1.18× slower; half of it, no faster.
+struct F4x4 {
+  static constexpr int tile = 4, points = winograd_4x4::points;
+  static constexpr std::size_t task_values = std::size_t(1) << 17;
+  template <int C>
+  static constexpr auto weights = &transform_weights<C>;
+  template <class G>
+  static constexpr auto inputs = &transform_inputs<G>;
+  template <class G, int M>
+  static constexpr auto outputs = &transform_outputs<G, M>;
+  template <class G, int M>
+  static constexpr auto gradients = &transform_gradients<G, M>;
+  template <int C, int M>
+  static constexpr auto weight_gradient = &add_weight_gradient<C, M>;
+};
+
 }  // namespace winograd_4x4
 
-/// conv_forward for uses_winograd_4x4 geometries: tasks of whole panels of 4×4 blocks (spanning
-/// images), each transforming its inputs, running the 36 products and transforming them back.
+/// conv_forward for uses_winograd_4x4 geometries (see winograd::forward).
 template <class G, int M>
 void conv_forward_winograd_4x4(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
                                float* y) {
-  using namespace winograd_4x4;
-  constexpr int C = G::channels;
-  float* u = scratch<float>(0, Slot::winograd_weights, std::size_t(points) * M * C);
-  transform_weights<C>(w, M, u);
-  // Columns per task: whole panels, as many as keep the transformed inputs and the products
-  // (36·(C + M) values per column) within 512 KiB (twice that ran the 16-channel 28×28 layer
-  // 1.18× slower; half of it, no faster).
-  constexpr std::size_t tc =
-      std::max<std::size_t>(panel_width, (std::size_t(1) << 17) / (points * std::size_t(C + M)) / panel_width * panel_width);
-  const std::size_t total = winograd_4x4_blocks<G>(N), tiles = (total + tc - 1) / tc;
-  const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
-  const std::size_t splits = split.first, rows = split.second;
-  parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
-    const std::size_t first = task % tiles * tc, count = std::min(tc, total - first);
-    const std::size_t m0 = std::min<std::size_t>(M, task / tiles * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
-    if (m == 0) return;
-    const std::size_t width = panel_width_for(count), panel_values = C * whole_panels(count);
-    float* v = scratch<float>(thread, Slot::columns, points * panel_values);
-    float* products = scratch<float>(thread, Slot::tile, points * m * count);
-    transform_inputs<G>(x, first, count, width, v, panel_values);
-    for (int xi = 0; xi < points; ++xi)
-      panel_gemm<float>(m, C, Strided<float>{u + (std::size_t(xi) * M + m0) * C, C, 1}, v + xi * panel_values, width,
-                        C * width, count, products + xi * m * count, count, false, width);
-    transform_outputs<G, M>(products, first, count, m0, m, transform, y);
-  });
+  winograd::forward<winograd_4x4::F4x4, G, M>(x, N, w, transform, y);
 }
 
 /// Whether conv_backward takes the weight gradient of a uses_winograd_4x4 layer by F(4×4, 3×3)
@@ -350,43 +336,11 @@ template <class G, int M, class T>
 constexpr bool winograd_4x4_weight_gradient = uses_winograd_4x4<G, M, T> && G::channels >= 32 && M >= 32 &&
                                               std::size_t(36) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
 
-/// dw (M × C × 3 × 3) += Σ over the batch by F(4×4, 3×3): dU[ξ] = Σ_blocks dZ[ξ] · V[ξ]ᵀ, then
-/// dw = Gᵀ dU G; dbias (if not null) += Σ dy. A fixed number of image groups sum their own dUᵀ,
-/// added up in group order, so the result does not depend on the thread count.
+/// dw += Σ over the batch by F(4×4, 3×3), dbias += Σ dy (see winograd::weight_gradient).
 template <class G, int M>
 void weight_gradient_winograd_4x4(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
                                   float* dbias) {
-  using namespace winograd_4x4;
-  constexpr int C = G::channels;
-  constexpr std::size_t du_values = std::size_t(points) * C * M, per_image = winograd::Blocks<G, 4>::per_image;
-  constexpr std::size_t chunk =
-      std::max<std::size_t>(panel_width, (std::size_t(1) << 17) / (points * std::size_t(C + M)) / 16 * 16);
-  constexpr std::size_t width = panel_width_for(M);
-  const std::size_t per_group = (N + groups - 1) / groups, used_groups = (N + per_group - 1) / per_group;
-  float* partials = scratch<float>(0, Slot::partials, used_groups * du_values);
-  parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
-    float* du = partials + group * du_values;
-    std::fill_n(du, du_values, 0.0f);
-    const std::size_t begin = group * per_group * per_image, end = std::min(N, (group + 1) * per_group) * per_image;
-    for (std::size_t first = begin; first < end; first += chunk) {
-      const std::size_t count = std::min(chunk, end - first);
-      const std::size_t v_values = C * count, dz_values = count * whole_panels(M);
-      float* v = scratch<float>(thread, Slot::columns, points * v_values);
-      float* dz = scratch<float>(thread, Slot::transposed, points * dz_values);
-      transform_inputs<G>(x, first, count, count, v, v_values);  // V[ξ]: C × count
-      transform_gradients<G, M>(dy, first, count, width, dz, dz_values);
-      for (int xi = 0; xi < points; ++xi)  // dUᵀ[ξ] (C × M) += V[ξ] · dZ[ξ]ᵀ
-        panel_gemm<float>(C, count, Strided<float>{v + xi * v_values, count, 1}, dz + xi * dz_values, width,
-                          count * width, M, du + std::size_t(xi) * C * M, M, true, width);
-    }
-  });
-  parallel_slices(du_values, [&](std::size_t begin, std::size_t end) {  // in group order
-    Eigen::Map<Eigen::ArrayXf> sums(partials + begin, Eigen::Index(end - begin));
-    for (std::size_t group = 1; group < used_groups; ++group)
-      sums += Eigen::Map<const Eigen::ArrayXf>(partials + group * du_values + begin, Eigen::Index(end - begin));
-  });
-  add_weight_gradient<C, M>(partials, dw);
-  if (dbias) add_channel_sums(dy, N, M, G::positions, dbias);
+  winograd::weight_gradient<winograd_4x4::F4x4, G, M>(x, dy, N, groups, dw, dbias);
 }
 #endif
 
