@@ -24,8 +24,9 @@ namespace ctnn::kernels {
 /// Whether geometry G with M outputs can run by F(2×2, 3×3): 3×3, stride 1, padding 1, float with
 /// the AVX-512 kernels, and channels enough on both sides for 16 products of depth C to beat one
 /// of depth 9·C. At 16 channels (MNIST's 28×28 layers) the transforms cost more than they save:
-/// 1.21× the time of the direct kernel; at 32 (14×14) 0.78×. The weight gradient runs so, and the
-/// forward where F(4×4, 3×3) (winograd_4x4.hpp) does not: too few 4×4 blocks, or over 256 channels.
+/// 1.21× the time of the direct kernel; at 32 (14×14) 0.78×. Used where F(4×4, 3×3)
+/// (winograd_4x4.hpp) is not: too few 4×4 blocks, over 256 channels, or (weight gradient) its
+/// per-group sums over 4 MiB.
 template <class G, int M, class T>
 constexpr bool uses_winograd = has_panel_kernel<T> && G::kernel == 3 && G::stride == 1 && G::padding == 1 &&
                                G::channels % 16 == 0 && G::channels >= 32 && M >= 32;

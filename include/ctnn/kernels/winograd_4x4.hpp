@@ -1,4 +1,4 @@
-// 3×3 stride-1 convolutions forward by Winograd's F(4×4, 3×3): each 4×4 block of outputs comes
+// 3×3 stride-1 convolutions by Winograd's F(4×4, 3×3): each 4×4 block of outputs comes
 // from a 6×6 block of inputs in 36 multiplies per channel pair instead of 144 (F(2×2, 3×3) needs
 // 64 for the same outputs), as 36 GEMMs in the transform domain:
 //   Y = Aᵀ [ (G w Gᵀ) ⊙ (Bᵀ d B) ] A.
