@@ -247,29 +247,36 @@ void transform_gradients(const float* dy, std::size_t first, std::size_t count, 
   }
 }
 
-/// dw[m][c] += Gᵀ dU[m][c] G for dUᵀ[ξ] (C × M, row stride M), 16 output channels per vector.
-template <int C, int M>
+// Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1] applied to (p0 … p3): the transform-domain weight gradient's
+// way back to 3 taps.
+inline void kernel_gradient_column(const __m512 p[4], __m512 e[3]) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 sum = _mm512_mul_ps(half, _mm512_add_ps(p[1], p[2]));
+  e[0] = _mm512_add_ps(p[0], sum);
+  e[1] = _mm512_mul_ps(half, _mm512_sub_ps(p[1], p[2]));
+  e[2] = _mm512_add_ps(sum, p[3]);
+}
+
+/// dw[m][c] += Gᵀ dU[m][c] G for dUᵀ[ξ] (C × M, row stride M, Side × Side points ξ), 16 output
+/// channels per vector, Column the scheme's Gᵀ applied to Side values.
+template <int Side, auto Column, int C, int M>
 void add_weight_gradient(const float* du, float* dw) {
   const __m512i kernel_offsets =
       _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C * 9));
-  const __m512 half = _mm512_set1_ps(0.5f);
   parallel_for(std::size_t(C), [&](std::size_t c, std::size_t) {
     for (int m0 = 0; m0 < M; m0 += 16) {
       const __mmask16 used = first_lanes(M - m0);
-      const auto point = [&](int i, int j) { return _mm512_maskz_loadu_ps(used, du + (std::size_t(4 * i + j) * C + c) * M + m0); };
-      __m512 e[3][4];
-      for (int j = 0; j < 4; ++j) {  // e = Gᵀ dU
-        const __m512 p0 = point(0, j), p1 = point(1, j), p2 = point(2, j), p3 = point(3, j);
-        const __m512 sum = _mm512_mul_ps(half, _mm512_add_ps(p1, p2));
-        e[0][j] = _mm512_add_ps(p0, sum);
-        e[1][j] = _mm512_mul_ps(half, _mm512_sub_ps(p1, p2));
-        e[2][j] = _mm512_add_ps(sum, p3);
+      __m512 e[3][Side];
+      for (int j = 0; j < Side; ++j) {  // e = Gᵀ dU, column by column
+        __m512 column[Side], out[3];
+        for (int i = 0; i < Side; ++i) column[i] = _mm512_maskz_loadu_ps(used, du + (std::size_t(Side * i + j) * C + c) * M + m0);
+        Column(column, out);
+        for (int k = 0; k < 3; ++k) e[k][j] = out[k];
       }
       float* kernels = dw + (std::size_t(m0) * C + c) * 9;
-      for (int k = 0; k < 3; ++k) {  // dw = e G
-        const __m512 sum = _mm512_mul_ps(half, _mm512_add_ps(e[k][1], e[k][2]));
-        const __m512 row[3] = {_mm512_add_ps(e[k][0], sum), _mm512_mul_ps(half, _mm512_sub_ps(e[k][1], e[k][2])),
-                               _mm512_add_ps(sum, e[k][3])};
+      for (int k = 0; k < 3; ++k) {  // dw = e G, row by row
+        __m512 row[3];
+        Column(e[k], row);
         for (int l = 0; l < 3; ++l) {
           float* at = kernels + 3 * k + l;
           _mm512_mask_i32scatter_ps(at, used, kernel_offsets,
@@ -295,7 +302,7 @@ struct F2x2 {
   template <class G, int M>
   static constexpr auto gradients = &transform_gradients<G, M>;
   template <int C, int M>
-  static constexpr auto weight_gradient = &add_weight_gradient<C, M>;
+  static constexpr auto weight_gradient = &add_weight_gradient<4, kernel_gradient_column, C, M>;
 };
 
 /// conv_forward by scheme S: tasks of whole panels of S::tile × S::tile blocks (spanning images),

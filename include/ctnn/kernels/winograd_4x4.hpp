@@ -274,35 +274,6 @@ void transform_gradients(const float* dy, std::size_t first, std::size_t count, 
   }
 }
 
-/// dw[m][c] += Gᵀ dU[m][c] G for dUᵀ[ξ] (C × M, row stride M), 16 output channels per vector.
-template <int C, int M>
-void add_weight_gradient(const float* du, float* dw) {
-  const __m512i kernel_offsets =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C * 9));
-  parallel_for(std::size_t(C), [&](std::size_t c, std::size_t) {
-    for (int m0 = 0; m0 < M; m0 += 16) {
-      const __mmask16 used = first_lanes(M - m0);
-      __m512 e[3][6];
-      for (int j = 0; j < 6; ++j) {  // e = Gᵀ dU, column by column
-        __m512 column[6], out[3];
-        for (int i = 0; i < 6; ++i) column[i] = _mm512_maskz_loadu_ps(used, du + (std::size_t(6 * i + j) * C + c) * M + m0);
-        kernel_gradient_column(column, out);
-        for (int k = 0; k < 3; ++k) e[k][j] = out[k];
-      }
-      float* kernels = dw + (std::size_t(m0) * C + c) * 9;
-      for (int k = 0; k < 3; ++k) {  // dw = e G, row by row
-        __m512 row[3];
-        kernel_gradient_column(e[k], row);
-        for (int l = 0; l < 3; ++l) {
-          float* at = kernels + 3 * k + l;
-          _mm512_mask_i32scatter_ps(at, used, kernel_offsets,
-                                    _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, kernel_offsets, at, 4), row[l]), 4);
-        }
-      }
-    }
-  });
-}
-
 // F(4×4, 3×3) for winograd::forward and winograd::weight_gradient. Tasks keep 512 KiB in L2:
 // twice that ran the 16-channel 28×28 forward 1.18× slower; half of it, no faster.
 struct F4x4 {
@@ -317,7 +288,7 @@ struct F4x4 {
   template <class G, int M>
   static constexpr auto gradients = &transform_gradients<G, M>;
   template <int C, int M>
-  static constexpr auto weight_gradient = &add_weight_gradient<C, M>;
+  static constexpr auto weight_gradient = &winograd::add_weight_gradient<6, kernel_gradient_column, C, M>;
 };
 
 }  // namespace winograd_4x4
