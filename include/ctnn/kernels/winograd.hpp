@@ -209,39 +209,49 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
   }
 }
 
-/// dZ[ξ] = A g Aᵀ for the 2×2 output gradients g of blocks [first, first + count), 16 output
-/// channels per vector, as panels of gradient rows for the weight-gradient product: ξ's panel j
-/// row t (block first + t) at dz + ξ·panel_values + j·count·width + t·width holds channels
-/// [j·width, (j + 1)·width). Outputs past an odd edge do not exist: their gradient is 0.
-/// A = [1 0; 1 1; 1 −1; 0 −1].
-template <class G, int M>
+// A = [1 0; 1 1; 1 −1; 0 −1] applied to (g0, g1): the output gradient's way back into the
+// transform domain.
+inline void gradient_column(const __m512 g[2], __m512 h[4]) {
+  h[0] = g[0];
+  h[1] = _mm512_add_ps(g[0], g[1]);
+  h[2] = _mm512_sub_ps(g[0], g[1]);
+  h[3] = _mm512_sub_ps(_mm512_setzero_ps(), g[1]);
+}
+
+/// dZ[ξ] = A g Aᵀ for the Tile × Tile output gradients g of blocks [first, first + count), 16
+/// output channels per vector, Column the scheme's A applied to Tile values, as panels of gradient
+/// rows for the weight-gradient product: ξ's panel j row t (block first + t) at dz + ξ·panel_values
+/// + j·count·width + t·width holds channels [j·width, (j + 1)·width). Outputs past the edge do not
+/// exist: their gradient is 0.
+template <class G, int M, int Tile, auto Column>
 void transform_gradients(const float* dy, std::size_t first, std::size_t count, std::size_t width, float* dz,
                          std::size_t panel_values) {
-  using B = Blocks<G>;
-  constexpr int OH = G::out_height, OW = G::out_width;
+  using B = Blocks<G, Tile>;
+  constexpr int OH = G::out_height, OW = G::out_width, Side = Tile + 2;
   constexpr std::size_t positions = G::positions;
   const __m512i channel_offsets =
       _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(positions)));
   for (std::size_t t = 0; t < count; ++t) {
     const std::size_t n = (first + t) / B::per_image, block = (first + t) % B::per_image;
-    const int oy = int(block / B::columns) * 2, ox = int(block % B::columns) * 2;
+    const int oy = int(block / B::columns) * Tile, ox = int(block % B::columns) * Tile;
     for (int m0 = 0; m0 < M; m0 += 16) {
       const __mmask16 used = first_lanes(M - m0);
       const float* g = dy + (n * M + m0) * positions + std::size_t(oy) * OW + ox;
-      const auto value = [&](int a, int b) {
-        return oy + a < OH && ox + b < OW ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, channel_offsets, g + a * OW + b, 4)
-                                          : _mm512_setzero_ps();
-      };
-      const __m512 g00 = value(0, 0), g01 = value(0, 1), g10 = value(1, 0), g11 = value(1, 1);
-      const __m512 h[4][2] = {{g00, g01},  // h = A g
-                              {_mm512_add_ps(g00, g10), _mm512_add_ps(g01, g11)},
-                              {_mm512_sub_ps(g00, g10), _mm512_sub_ps(g01, g11)},
-                              {_mm512_sub_ps(_mm512_setzero_ps(), g10), _mm512_sub_ps(_mm512_setzero_ps(), g11)}};
+      __m512 h[Side][Tile];
+      for (int b = 0; b < Tile; ++b) {  // h = A g, column by column
+        __m512 column[Tile], out[Side];
+        for (int a = 0; a < Tile; ++a)
+          column[a] = oy + a < OH && ox + b < OW
+                          ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, channel_offsets, g + a * OW + b, 4)
+                          : _mm512_setzero_ps();
+        Column(column, out);
+        for (int k = 0; k < Side; ++k) h[k][b] = out[k];
+      }
       float* out = dz + std::size_t(m0) / width * count * width + t * width + std::size_t(m0) % width;
-      for (int i = 0; i < 4; ++i) {  // dZ = h Aᵀ
-        const __m512 row[4] = {h[i][0], _mm512_add_ps(h[i][0], h[i][1]), _mm512_sub_ps(h[i][0], h[i][1]),
-                               _mm512_sub_ps(_mm512_setzero_ps(), h[i][1])};
-        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(out + (4 * i + j) * panel_values, used, row[j]);
+      for (int k = 0; k < Side; ++k) {  // dZ = h Aᵀ, row by row
+        __m512 row[Side];
+        Column(h[k], row);
+        for (int l = 0; l < Side; ++l) _mm512_mask_storeu_ps(out + (Side * k + l) * panel_values, used, row[l]);
       }
     }
   }
@@ -300,7 +310,7 @@ struct F2x2 {
   template <class G, int M>
   static constexpr auto outputs = &transform_outputs<G, M>;
   template <class G, int M>
-  static constexpr auto gradients = &transform_gradients<G, M>;
+  static constexpr auto gradients = &transform_gradients<G, M, 2, gradient_column>;
   template <int C, int M>
   static constexpr auto weight_gradient = &add_weight_gradient<4, kernel_gradient_column, C, M>;
 };

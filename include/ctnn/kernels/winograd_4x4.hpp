@@ -235,45 +235,6 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
   }
 }
 
-/// dZ[ξ] = A g Aᵀ for the 4×4 output gradients g of blocks [first, first + count), 16 output
-/// channels per vector, as panels of gradient rows for the weight-gradient product: ξ's panel j
-/// row t (block first + t) at dz + ξ·panel_values + j·count·width + t·width holds channels
-/// [j·width, (j + 1)·width). Outputs past the edge do not exist: their gradient is 0.
-template <class G, int M>
-void transform_gradients(const float* dy, std::size_t first, std::size_t count, std::size_t width, float* dz,
-                         std::size_t panel_values) {
-  using B = winograd::Blocks<G, 4>;
-  constexpr int OH = G::out_height, OW = G::out_width;
-  constexpr std::size_t positions = G::positions;
-  const __m512i channel_offsets =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(positions)));
-  for (std::size_t t = 0; t < count; ++t) {
-    const std::size_t n = (first + t) / B::per_image, block = (first + t) % B::per_image;
-    const int oy = int(block / B::columns) * 4, ox = int(block % B::columns) * 4;
-    for (int m0 = 0; m0 < M; m0 += 16) {
-      const __mmask16 used = first_lanes(M - m0);
-      const float* g = dy + (n * M + m0) * positions + std::size_t(oy) * OW + ox;
-      __m512 h[6][4];
-      for (int b = 0; b < 4; ++b) {  // h = A g, column by column
-        __m512 column[4];
-        for (int a = 0; a < 4; ++a)
-          column[a] = oy + a < OH && ox + b < OW
-                          ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), used, channel_offsets, g + a * OW + b, 4)
-                          : _mm512_setzero_ps();
-        __m512 out[6];
-        gradient_column(column, out);
-        for (int k = 0; k < 6; ++k) h[k][b] = out[k];
-      }
-      float* out = dz + std::size_t(m0) / width * count * width + t * width + std::size_t(m0) % width;
-      for (int k = 0; k < 6; ++k) {  // dZ = h Aᵀ, row by row
-        __m512 row[6];
-        gradient_column(h[k], row);
-        for (int l = 0; l < 6; ++l) _mm512_mask_storeu_ps(out + (6 * k + l) * panel_values, used, row[l]);
-      }
-    }
-  }
-}
-
 // F(4×4, 3×3) for winograd::forward and winograd::weight_gradient. Tasks keep 512 KiB in L2:
 // twice that ran the 16-channel 28×28 forward 1.18× slower; half of it, no faster.
 struct F4x4 {
@@ -286,7 +247,7 @@ struct F4x4 {
   template <class G, int M>
   static constexpr auto outputs = &transform_outputs<G, M>;
   template <class G, int M>
-  static constexpr auto gradients = &transform_gradients<G, M>;
+  static constexpr auto gradients = &winograd::transform_gradients<G, M, 4, gradient_column>;
   template <int C, int M>
   static constexpr auto weight_gradient = &winograd::add_weight_gradient<6, kernel_gradient_column, C, M>;
 };
