@@ -354,8 +354,7 @@ void weight_gradient(const float* x, const float* dy, std::size_t N, std::size_t
   const std::size_t per_group = (N + groups - 1) / groups, used_groups = (N + per_group - 1) / per_group;
   float* partials = scratch<float>(0, Slot::partials, used_groups * du_values);
   parallel_for(used_groups, [&](std::size_t group, std::size_t thread) {
-    float* du = partials + group * du_values;
-    std::fill_n(du, du_values, 0.0f);
+    float* du = partials + group * du_values;  // written by the first chunk's products, not zeroed first
     const std::size_t begin = group * per_group * per_image, end = std::min(N, (group + 1) * per_group) * per_image;
     for (std::size_t first = begin; first < end; first += chunk) {
       const std::size_t count = std::min(chunk, end - first);
@@ -366,7 +365,7 @@ void weight_gradient(const float* x, const float* dy, std::size_t N, std::size_t
       S::template gradients<G, M>(dy, first, count, width, dz, dz_values);
       for (int xi = 0; xi < points; ++xi)  // dUᵀ[ξ] (C × M) += V[ξ] · dZ[ξ]ᵀ
         panel_gemm<float>(C, count, Strided<float>{v + xi * v_values, count, 1}, dz + xi * dz_values, width,
-                          count * width, M, du + std::size_t(xi) * C * M, M, true, width);
+                          count * width, M, du + std::size_t(xi) * C * M, M, first > begin, width);
     }
   });
   parallel_slices(du_values, [&](std::size_t begin, std::size_t end) {  // in group order
