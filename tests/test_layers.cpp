@@ -896,9 +896,10 @@ BOOST_AUTO_TEST_CASE(float_convolutions_agree_with_double) {
   check_float_against_double<Conv2d<5, 6, 3, 1, 1>, Shape<5, 9, 10>>();
   check_float_against_double<Conv2d<3, 17, 5, 1, 2>, Shape<3, 7, 17>>();  // 8 + 8 + 1 rows, 2 panels
   check_float_against_double<Conv2d<2, 40, 3, 1, 1>, Shape<2, 6, 12>>();  // channels split in two tasks
-  // Their weight gradient: tap correlation over rows longer than one 512-value chunk, and (16
-  // lane sums per weight over 1 MiB) the product with panels of gᵀ.
-  check_float_against_double<Conv2d<2, 5, 3, 1, 1>, Shape<2, 20, 30>>();
+  // Their weight gradient: tap correlation over a bordered image longer than one 1,024-value chunk
+  // (1,264 values: chunks of 640 and 624), and (16 lane sums per weight over 1 MiB) the product
+  // with panels of gᵀ.
+  check_float_against_double<Conv2d<2, 5, 3, 1, 1>, Shape<2, 30, 40>>();
   check_float_against_double<Conv2d<32, 64, 3, 1, 1>, Shape<32, 8, 8>>();
   // ... and as that product for short images of 32 channels or more (a panel of 48 holding 32).
   check_float_against_double<Conv2d<3, 32, 3, 1, 1>, Shape<3, 14, 14>>();
