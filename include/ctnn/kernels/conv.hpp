@@ -260,9 +260,10 @@ template <class G, int M, class T>
 void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<T>& transform, T* y) {
 #if defined(__AVX512F__)
   if constexpr (uses_winograd_4x4<G, M, T>)
-    if (winograd_4x4_blocks<G>(N) >= panel_width) return conv_forward_winograd_4x4<G, M>(x, N, w, transform, y);
+    if (winograd_4x4_blocks<G>(N) >= panel_width)
+      return winograd::forward<winograd_4x4::F4x4, G, M>(x, N, w, transform, y);
   if constexpr (uses_winograd<G, M, T>)
-    if (winograd_blocks<G>(N) >= panel_width) return conv_forward_winograd<G, M>(x, N, w, transform, y);
+    if (winograd_blocks<G>(N) >= panel_width) return winograd::forward<winograd::F2x2, G, M>(x, N, w, transform, y);
 #endif
   if constexpr (detail::reads_image_in_place<G, T>) return detail::conv_forward_in_place<G, M>(x, N, w, transform, y);
   // A remainder of one vector or less joins the last whole tile instead of making a tile of its
@@ -352,12 +353,12 @@ void conv_backward(const T* x, const T* dy, std::size_t N, const T* w, T* dw, T*
 #if defined(__AVX512F__)
   if constexpr (winograd_4x4_weight_gradient<G, M, T>)
     if (winograd_4x4_blocks<G>(N) >= panel_width) {
-      weight_gradient_winograd_4x4<G, M>(x, dy, N, backward_groups(N), dw, dbias);
+      winograd::weight_gradient<winograd_4x4::F4x4, G, M>(x, dy, N, backward_groups(N), dw, dbias);
       return detail::input_gradient_apart<G, M>(dy, N, w, dx);
     }
   if constexpr (winograd_weight_gradient<G, M, T>)
     if (winograd_blocks<G>(N) >= panel_width) {
-      weight_gradient_winograd<G, M>(x, dy, N, backward_groups(N), dw, dbias);
+      winograd::weight_gradient<winograd::F2x2, G, M>(x, dy, N, backward_groups(N), dw, dbias);
       return detail::input_gradient_apart<G, M>(dy, N, w, dx);
     }
 #endif

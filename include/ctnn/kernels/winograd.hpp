@@ -381,26 +381,12 @@ void weight_gradient(const float* x, const float* dy, std::size_t N, std::size_t
 
 }  // namespace winograd
 
-/// conv_forward for uses_winograd geometries (see winograd::forward).
-template <class G, int M>
-void conv_forward_winograd(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
-                           float* y) {
-  winograd::forward<winograd::F2x2, G, M>(x, N, w, transform, y);
-}
-
 /// Whether conv_backward takes the weight gradient of a uses_winograd layer in the transform
 /// domain too (for batches with a panel of blocks): each image group sums its dUᵀ (16 × C × M)
 /// apart, so only where that stays within 4 MiB.
 template <class G, int M, class T>
 constexpr bool winograd_weight_gradient =
     uses_winograd<G, M, T> && std::size_t(16) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
-
-/// dw += Σ over the batch by F(2×2, 3×3), dbias += Σ dy (see winograd::weight_gradient).
-template <class G, int M>
-void weight_gradient_winograd(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
-                              float* dbias) {
-  winograd::weight_gradient<winograd::F2x2, G, M>(x, dy, N, groups, dw, dbias);
-}
 #endif
 
 }  // namespace ctnn::kernels

@@ -254,26 +254,12 @@ struct F4x4 {
 
 }  // namespace winograd_4x4
 
-/// conv_forward for uses_winograd_4x4 geometries (see winograd::forward).
-template <class G, int M>
-void conv_forward_winograd_4x4(const float* x, std::size_t N, const float* w, const ChannelTransform<float>& transform,
-                               float* y) {
-  winograd::forward<winograd_4x4::F4x4, G, M>(x, N, w, transform, y);
-}
-
 /// Whether conv_backward takes the weight gradient of a uses_winograd_4x4 layer by F(4×4, 3×3)
 /// (for batches with a panel of 4×4 blocks): 32+ channels on both sides, and each image group's
 /// dUᵀ (36 × C × M) within 4 MiB.
 template <class G, int M, class T>
 constexpr bool winograd_4x4_weight_gradient = uses_winograd_4x4<G, M, T> && G::channels >= 32 && M >= 32 &&
                                               std::size_t(36) * G::channels * M * sizeof(float) <= (std::size_t(4) << 20);
-
-/// dw += Σ over the batch by F(4×4, 3×3), dbias += Σ dy (see winograd::weight_gradient).
-template <class G, int M>
-void weight_gradient_winograd_4x4(const float* x, const float* dy, std::size_t N, std::size_t groups, float* dw,
-                                  float* dbias) {
-  winograd::weight_gradient<winograd_4x4::F4x4, G, M>(x, dy, N, groups, dw, dbias);
-}
 #endif
 
 }  // namespace ctnn::kernels
