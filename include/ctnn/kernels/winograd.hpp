@@ -52,30 +52,39 @@ namespace winograd {
 
 inline constexpr int points = 16;  // ξ = 4i + j of the 4×4 transform domain
 
-/// U[ξ][m][c] = (G w[m][c] Gᵀ)[ξ] for M × C 3×3 kernels w (OIHW), 16 channels per vector.
-/// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-template <int C>
+// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1] applied to (g0, g1, g2): a kernel column's way into the
+// transform domain.
+inline void kernel_column(const __m512 g[3], __m512 u[4]) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  u[0] = g[0];
+  u[1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[0], g[1]), g[2]));
+  u[2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g[0], g[1]), g[2]));
+  u[3] = g[2];
+}
+
+/// U[ξ][m][c] = (G w[m][c] Gᵀ)[ξ] for M × C 3×3 kernels w (OIHW), 16 channels per vector, Column
+/// the scheme's G applied to 3 values (Side values out).
+template <int Side, auto Column, int C>
 void transform_weights(const float* w, int M, float* u) {
   static_assert(C % 16 == 0);
   const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(9));
-  const __m512 half = _mm512_set1_ps(0.5f);
   parallel_for(std::size_t(M), [&](std::size_t m, std::size_t) {
     for (int c = 0; c < C; c += 16) {
       const float* kernels = w + (m * C + c) * 9;
-      __m512 g[3][3], a[4][3];
+      __m512 g[3][3], a[Side][3];
       for (int k = 0; k < 9; ++k)  // masked: GCC 12's unmasked gather warns of an uninitialised source under -Wall
         g[k / 3][k % 3] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), __mmask16(0xFFFF), nine, kernels + k, 4);
-      for (int k = 0; k < 3; ++k) {  // a = G g
-        a[0][k] = g[0][k];
-        a[1][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[0][k], g[1][k]), g[2][k]));
-        a[2][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g[0][k], g[1][k]), g[2][k]));
-        a[3][k] = g[2][k];
+      for (int k = 0; k < 3; ++k) {  // a = G g, column by column
+        const __m512 column[3] = {g[0][k], g[1][k], g[2][k]};
+        __m512 out[Side];
+        Column(column, out);
+        for (int i = 0; i < Side; ++i) a[i][k] = out[i];
       }
-      for (int i = 0; i < 4; ++i) {  // U = a Gᵀ
-        const __m512 row[4] = {a[i][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a[i][0], a[i][1]), a[i][2])),
-                               _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(a[i][0], a[i][1]), a[i][2])), a[i][2]};
-        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(u + ((std::size_t(4 * i + j) * M + m) * C + c), row[j]);
+      for (int i = 0; i < Side; ++i) {  // U = a Gᵀ, row by row
+        __m512 row[Side];
+        Column(a[i], row);
+        for (int j = 0; j < Side; ++j) _mm512_storeu_ps(u + ((std::size_t(Side * i + j) * M + m) * C + c), row[j]);
       }
     }
   });
@@ -304,7 +313,7 @@ struct F2x2 {
   static constexpr int tile = 2, points = winograd::points;
   static constexpr std::size_t task_values = std::size_t(1) << 18;
   template <int C>
-  static constexpr auto weights = &transform_weights<C>;
+  static constexpr auto weights = &transform_weights<4, kernel_column, C>;
   template <class G>
   static constexpr auto inputs = &transform_inputs<G>;
   template <class G, int M>

@@ -96,33 +96,6 @@ inline void kernel_gradient_column(const __m512 p[6], __m512 e[3]) {
   e[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f / 15), _mm512_sub_ps(p[4], p[3]), _mm512_add_ps(a, p[5]));
 }
 
-/// U[ξ][m][c] = (G w[m][c] Gᵀ)[ξ] for M × C 3×3 kernels w (OIHW), 16 channels per vector.
-template <int C>
-void transform_weights(const float* w, int M, float* u) {
-  static_assert(C % 16 == 0);
-  const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32(9));
-  parallel_for(std::size_t(M), [&](std::size_t m, std::size_t) {
-    for (int c = 0; c < C; c += 16) {
-      const float* kernels = w + (m * C + c) * 9;
-      __m512 g[3][3], a[6][3];
-      for (int k = 0; k < 9; ++k)  // masked: GCC 12's unmasked gather warns of an uninitialised source under -Wall
-        g[k / 3][k % 3] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), __mmask16(0xFFFF), nine, kernels + k, 4);
-      for (int k = 0; k < 3; ++k) {  // a = G g, column by column
-        const __m512 column[3] = {g[0][k], g[1][k], g[2][k]};
-        __m512 out[6];
-        kernel_column(column, out);
-        for (int i = 0; i < 6; ++i) a[i][k] = out[i];
-      }
-      for (int i = 0; i < 6; ++i) {  // U = a Gᵀ, row by row
-        __m512 row[6];
-        kernel_column(a[i], row);
-        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(u + ((std::size_t(6 * i + j) * M + m) * C + c), row[j]);
-      }
-    }
-  });
-}
-
 /// V[ξ] = Bᵀ d B for blocks [first, first + count) of every channel, d the zero-padded 6×6 input
 /// around each block, into panels of `width` columns: ξ's panel j row c at v + ξ·panel_values +
 /// j·C·width + c·width.
@@ -241,7 +214,7 @@ struct F4x4 {
   static constexpr int tile = 4, points = winograd_4x4::points;
   static constexpr std::size_t task_values = std::size_t(1) << 17;
   template <int C>
-  static constexpr auto weights = &transform_weights<C>;
+  static constexpr auto weights = &winograd::transform_weights<6, kernel_column, C>;
   template <class G>
   static constexpr auto inputs = &transform_inputs<G>;
   template <class G, int M>
