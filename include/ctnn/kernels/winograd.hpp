@@ -131,6 +131,25 @@ Places at(const __m512i& row, const __m512i& column, int dy, int dx, __mmask16 u
   return {_mm512_add_epi32(_mm512_mullo_epi32(y, _mm512_set1_epi32(W)), x), __mmask16(inside & used)};
 }
 
+// Gather offsets (from the first lane's image) and masks of the zero-padded (Tile + 2)² inputs
+// around the lanes' Tile × Tile output blocks: what an input transform reads for every channel.
+template <int Side>
+struct Windows {
+  __m512i index[Side][Side];
+  __mmask16 inside[Side][Side];
+};
+template <class G, int Tile>
+Windows<Tile + 2> windows_of(const Lanes& lanes) {
+  Windows<Tile + 2> windows;
+  const __m512i image_base = _mm512_mullo_epi32(lanes.image_offset, _mm512_set1_epi32(int(G::image)));
+  for (int i = 0; i < Tile + 2; ++i)
+    for (int j = 0; j < Tile + 2; ++j) {
+      const Places places = at<G::height, G::width, Tile>(lanes.row, lanes.column, i - 1, j - 1, lanes.used);
+      windows.index[i][j] = _mm512_add_epi32(image_base, places.offset), windows.inside[i][j] = places.inside;
+    }
+  return windows;
+}
+
 /// V[ξ] = Bᵀ d B for blocks [first, first + count) of every channel, d the zero-padded 4×4 input
 /// around each block, into panels of `width` columns: ξ's panel j row c at v + ξ·panel_values +
 /// j·C·width + c·width. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
@@ -141,21 +160,14 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
   constexpr std::size_t plane = std::size_t(H) * W;
   for (std::size_t done = 0; done < count; done += 16) {
     const Lanes lanes = lanes_of<G>(first + done, count - done);
-    const __m512i image_base = _mm512_mullo_epi32(lanes.image_offset, _mm512_set1_epi32(int(G::image)));
-    __m512i index[4][4];
-    __mmask16 inside[4][4];
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) {
-        const Places places = at<H, W>(lanes.row, lanes.column, i - 1, j - 1, lanes.used);
-        index[i][j] = _mm512_add_epi32(image_base, places.offset), inside[i][j] = places.inside;
-      }
+    const Windows<4> windows = windows_of<G, 2>(lanes);
     float* out = v + done / width * C * width + done % width;
     const float* image = x + lanes.first_image * G::image;
     for (int c = 0; c < C; ++c, image += plane, out += width) {
       __m512 d[4][4], t[4][4];
       for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)
-          d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[i][j], index[i][j], image, 4);
+          d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), windows.inside[i][j], windows.index[i][j], image, 4);
       for (int j = 0; j < 4; ++j) {  // t = Bᵀ d
         t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
         t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);

@@ -106,14 +106,7 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
   constexpr std::size_t plane = std::size_t(H) * W;
   for (std::size_t done = 0; done < count; done += 16) {
     const winograd::Lanes lanes = winograd::lanes_of<G, 4>(first + done, count - done);
-    const __m512i image_base = _mm512_mullo_epi32(lanes.image_offset, _mm512_set1_epi32(int(G::image)));
-    __m512i index[6][6];
-    __mmask16 inside[6][6];
-    for (int i = 0; i < 6; ++i)
-      for (int j = 0; j < 6; ++j) {
-        const winograd::Places places = winograd::at<H, W, 4>(lanes.row, lanes.column, i - 1, j - 1, lanes.used);
-        index[i][j] = _mm512_add_epi32(image_base, places.offset), inside[i][j] = places.inside;
-      }
+    const winograd::Windows<6> windows = winograd::windows_of<G, 4>(lanes);
     float* out = v + done / width * C * width + done % width;
     const float* image = x + lanes.first_image * G::image;
     for (int c = 0; c < C; ++c, image += plane, out += width) {
@@ -121,7 +114,7 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
       for (int i = 0; i < 6; ++i) {  // t = d B, row by row
         __m512 d[6];
         for (int j = 0; j < 6; ++j)
-          d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[i][j], index[i][j], image, 4);
+          d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), windows.inside[i][j], windows.index[i][j], image, 4);
         input_column(d, t[i]);
       }
       for (int j = 0; j < 6; ++j) {  // V = Bᵀ t, column by column
