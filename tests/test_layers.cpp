@@ -684,6 +684,18 @@ BOOST_AUTO_TEST_CASE(lane_sums_add_each_lane_in_call_order) {
         for (auto& v : a) v = T(float(rng.uniform(-1, 1) * 1e3));
         for (auto& v : b) v = T(float(rng.uniform(-1, 1) * 1e-3));
         sums.add_products(n, [&](std::size_t i) { return a[i]; }, [&](std::size_t i) { return b[i]; });
+        // add_squares(v, n) is add_products(n, v, v), also as rows of a plane (copied on the way).
+        std::vector<T> plane(3 * (n + 5)), copied(3 * (n + 2), T(99));
+        for (auto& v : plane) v = T(float(rng.uniform(-1, 1) * 1e2));
+        kernels::LaneSums squares, products;
+        squares.add_squares(plane.data(), n, 3, n + 5, copied.data(), n + 2);
+        for (int row = 0; row < 3; ++row) {
+          const T* v = plane.data() + row * (n + 5);
+          products.add_products(n, [&](std::size_t i) { return v[i]; }, [&](std::size_t i) { return v[i]; });
+          for (std::size_t i = 0; i < n + 2; ++i)
+            BOOST_TEST(copied[row * (n + 2) + i] == (i < n ? v[i] : T(99)), "row " << row << " value " << i);
+        }
+        BOOST_TEST((squares.totals() == products.totals()), "add_squares over " << n << " values");
         for (std::size_t i = 0; i < n; ++i) {
           first[i % 16] += double(a[i]);
           second[i % 16] += double(a[i]) * double(b[i]);
@@ -973,6 +985,94 @@ void check_winograd_channel_transform() {
                  "flags " << flags << " value " << i << ": " << fused[i] << " vs " << expected[i]);
   }
 }
+
+// ChannelTransform::moments: Σy and Σy² per output channel, y before the map, against double sums
+// of the plain forward's output, on every forward route: F(4×4) and F(2×2) (a block's values
+// summed in float first: within 1e-6 of Σ|y| and Σy²), the in-place kernel at stride 1 and 2 and
+// the tiled product (each value and square exact in double: within 1e-12). The stored values must
+// be what ChannelTransform::store gives, bit for bit, with no map (a copy) and with every part of
+// one (an eval-mode BatchNorm, Residual's shortcut, ReLU).
+template <class G, int M, std::size_t N>
+void check_convolution_moments(double tolerance) {
+  Rng rng(17);
+  std::vector<float> x(N * G::image), w(M * G::patch), y(N * M * G::positions), residual(y.size()), scale(M), shift(M);
+  for (auto* values : {&x, &w, &residual, &scale, &shift})
+    for (auto& v : *values) v = float(rng.uniform(-1, 1));
+  kernels::conv_forward<G, M>(x.data(), N, w.data(), kernels::ChannelTransform<float>{}, y.data());
+  for (const bool maps : {false, true}) {
+    std::vector<double> moments(2 * M, -1.0);
+    kernels::ChannelTransform<float> transform{maps ? scale.data() : nullptr, maps ? shift.data() : nullptr, maps,
+                                               maps ? residual.data() : nullptr};
+    std::vector<float> expected(y.size()), mapped(y.size(), 99.0f);
+    for (std::size_t plane = 0; plane < N * M; ++plane)
+      transform.store(y.data() + plane * G::positions, G::positions, plane % M, expected.data(), plane * G::positions);
+    transform.moments = moments.data();
+    kernels::conv_forward<G, M>(x.data(), N, w.data(), transform, mapped.data());
+    BOOST_TEST(mapped == expected, tt::per_element());
+    for (std::size_t m = 0; m < M; ++m) {
+      double sum = 0, absolute = 0, squares = 0;
+      for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t p = 0; p < G::positions; ++p) {
+          const double v = y[(n * M + m) * G::positions + p];
+          sum += v, absolute += std::abs(v), squares += v * v;
+        }
+      BOOST_TEST(std::abs(moments[2 * m] - sum) <= tolerance * absolute, "channel " << m << " Σy " << moments[2 * m] << " vs " << sum);
+      BOOST_TEST(std::abs(moments[2 * m + 1] - squares) <= tolerance * squares,
+                 "channel " << m << " Σy² " << moments[2 * m + 1] << " vs " << squares);
+    }
+  }
+}
+BOOST_AUTO_TEST_CASE(convolution_moments_are_the_sums_of_its_outputs) {
+  const double winograd = kernels::has_panel_kernel<float> ? 1e-6 : 1e-12;
+  check_convolution_moments<kernels::ConvGeometry<16, 28, 28, 3, 1, 1>, 16, 1>(winograd);  // F(4×4), 49 blocks
+  check_convolution_moments<kernels::ConvGeometry<32, 9, 11, 3, 1, 1>, 40, 6>(winograd);   // F(4×4), edges, splits
+  check_convolution_moments<kernels::ConvGeometry<32, 5, 7, 3, 1, 1>, 40, 6>(winograd);    // F(2×2)
+  check_convolution_moments<kernels::ConvGeometry<1, 28, 28, 3, 1, 1>, 16, 3>(1e-12);      // MNIST's stem, in place
+  check_convolution_moments<kernels::ConvGeometry<2, 28, 28, 3, 2, 1>, 32, 3>(1e-12);      // stride 2, in place
+  check_convolution_moments<kernels::ConvGeometry<4, 7, 7, 3, 2, 1>, 8, 9>(1e-12);         // tiles spanning images
+  check_convolution_moments<kernels::ConvGeometry<2, 5, 40, 1, 2, 0>, 3, 2>(1e-12);        // 1×1, stride 2
+}
+
+// In train mode Sequential has a bias-free convolution take the next BatchNorm's statistics as it
+// stores its output; outputs, running statistics and gradients must be those of the layers run
+// one by one (which sum the same values in another order: equal to a few units in the last place).
+BOOST_AUTO_TEST_CASE(train_mode_convolution_moments_match_the_layers_run_one_by_one) {
+  using In = Shape<16, 9, 11>;
+  Model<Sequential<Conv2d<16, 32, 3, 1, 1>, BatchNorm2d<32>, ReLU>, In> fused(5);
+  Model<Conv2d<16, 32, 3, 1, 1>, In> conv;
+  Model<BatchNorm2d<32>, Shape<32, 9, 11>> bn;
+  Model<ReLU, Shape<32, 9, 11>> relu;
+  conv.network().weight.value = fused.network().layer<0>().weight.value;
+  Rng rng(6);
+  Batch<In> x(6);  // 54 blocks of 4×4: F(4×4) with the AVX-512 kernels
+  for (auto& v : x.values()) v = float(rng.uniform(-1, 3));  // a mean well away from 0
+  for (int step = 0; step < 2; ++step) {
+    const auto& y = fused.forward(x, Mode::train);
+    const auto& expected = relu.forward(bn.forward(conv.forward(x, Mode::train), Mode::train), Mode::train);
+    const auto close = [](const auto& a, const auto& b, double tolerance) {
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::abs(double(a[i]) - double(b[i])) > tolerance * (1 + std::abs(double(b[i])))) return false;
+      return a.size() == b.size();
+    };
+    BOOST_TEST(close(values_of(y), values_of(expected), 1e-5));
+    const auto& norm = fused.network().layer<1>();
+    BOOST_TEST(close(norm.running_mean.value, bn.network().running_mean.value, 1e-6));
+    BOOST_TEST(close(norm.running_var.value, bn.network().running_var.value, 1e-6));
+    BOOST_TEST(std::count(norm.running_mean.value.begin(), norm.running_mean.value.end(), 0.0f) == 0);
+    Batch<Shape<32, 9, 11>> dy(6), dhidden, dnormalised;
+    for (auto& v : dy.values()) v = float(rng.uniform(-1, 1));
+    Batch<In> dx, dx_expected;
+    fused.zero_grad(), conv.zero_grad(), bn.zero_grad();
+    fused.backward(dy, &dx);
+    relu.backward(dy, &dhidden);
+    bn.backward(dhidden, &dnormalised);
+    conv.backward(dnormalised, &dx_expected);
+    BOOST_TEST(close(values_of(dx), values_of(dx_expected), 1e-4));
+    BOOST_TEST(close(fused.network().layer<0>().weight.grad, conv.network().weight.grad, 1e-4));
+    BOOST_TEST(close(norm.weight.grad, bn.network().weight.grad, 1e-4));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(winograd_forward_applies_the_channel_transform_as_store_does) {
   using TooFewBlocks = kernels::ConvGeometry<32, 5, 7, 3, 1, 1>;  // 4 blocks of 4×4 per image, 12 of 2×2
   using Enough = kernels::ConvGeometry<32, 9, 11, 3, 1, 1>;       // 9 of 4×4

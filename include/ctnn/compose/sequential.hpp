@@ -3,9 +3,11 @@
 #include <array>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "ctnn/compose/named.hpp"
 #include "ctnn/buffer_pool.hpp"
+#include "ctnn/kernels/channel_transform.hpp"
 #include "ctnn/module.hpp"
 
 namespace ctnn {
@@ -39,11 +41,12 @@ template <class M>
 concept AddsResidual = requires { requires M::adds_residual; };
 
 // y = relu(layer(x) + residual) for an AddsResidual layer: a chain takes the residual as its
-// fourth argument, a BatchNorm as its fifth, after relu.
+// fourth argument, a BatchNorm as its fifth, after relu, and then x's moments if the layer before
+// took them (a chain's first layer never follows one that does).
 template <class Layer, class X, class Y>
-void forward_adding(Layer& layer, const X& x, Y& y, Mode mode, const Y& residual) {
+void forward_adding(Layer& layer, const X& x, Y& y, Mode mode, const Y& residual, const double* x_moments = nullptr) {
   if constexpr (requires { layer.forward(x, y, mode, residual); }) layer.forward(x, y, mode, residual);
-  else layer.forward(x, y, mode, true, &residual);
+  else layer.forward(x, y, mode, true, &residual, x_moments);
 }
 
 template <class T, class Tuple>
@@ -84,8 +87,9 @@ struct Sequential {
 
     /// In eval mode, conv → BatchNorm (→ ReLU) runs as one pass (see folded_length), and a
     /// network that has not trained keeps no intermediate output (see run_step); what backward()
-    /// reads is recomputed only if it follows. In train mode, BatchNorm → ReLU runs as one pass
-    /// (see fuses_relu).
+    /// reads is recomputed only if it follows. In train mode, a convolution before a BatchNorm
+    /// takes the BatchNorm's statistics as it stores (ChannelTransform::moments), and BatchNorm →
+    /// ReLU runs as one pass (see fuses_relu).
     void forward(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode) {
       intermediates_skipped_ = false;
       forward_from<0>(x, y, mode, nullptr);
@@ -162,13 +166,22 @@ struct Sequential {
         return false;
     }
 
-    // Layers I … as forward(); `residual` (if not null) is added by the last layer.
+    // Layers I … as forward(); `residual` (if not null) is added by the last layer. `x_moments`:
+    // the moments of layer I's input (a BatchNorm's), taken by the convolution before it.
     template <std::size_t I>
     void forward_from(const Batch<In, T>& x, Batch<output_shape, T>& y, Mode mode,
-                      const Batch<output_shape, T>* residual) {
+                      const Batch<output_shape, T>* residual, const double* x_moments = nullptr) {
       if constexpr (I < count) {
         constexpr std::size_t folded = folded_length<I>();
         if constexpr (folded > 1) {
+          if (mode == Mode::train) {  // the convolution takes the BatchNorm's statistics as it stores
+            using Norm = std::tuple_element_t<I + 1, Modules>;
+            moments_.resize(2 * Norm::input_shape::channels);
+            kernels::ChannelTransform<T> transform;
+            transform.moments = moments_.data();
+            run_step<I, I>(mode, [&] { std::get<I>(layers_).forward_transformed(input_of<I>(x), output_of<I>(y), transform); });
+            return forward_from<I + 1>(x, y, mode, residual, moments_.data());
+          }
           if (mode == Mode::eval) {
             auto& norm = std::get<I + 1>(layers_);
             const auto transform = [&] {
@@ -184,12 +197,23 @@ struct Sequential {
           }
         }
         if constexpr (fuses_relu<I>()) {  // BatchNorm → ReLU: the BatchNorm output is never stored
-          run_step<I, I + 1>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true); });
+          run_step<I, I + 1>(mode, [&] {
+            std::get<I>(layers_).forward(input_of<I>(x), output_of<I + 1>(y), mode, true, nullptr, x_moments);
+          });
           return forward_from<I + 2>(x, y, mode, residual);
         }
         if constexpr (I + 1 == count && adds_residual)
-          if (residual) return run_step<I, I>(mode, [&] { detail::forward_adding(std::get<I>(layers_), input_of<I>(x), y, mode, *residual); });
-        run_step<I, I>(mode, [&] { std::get<I>(layers_).forward(input_of<I>(x), output_of<I>(y), mode); });
+          if (residual)
+            return run_step<I, I>(mode, [&] {
+              detail::forward_adding(std::get<I>(layers_), input_of<I>(x), y, mode, *residual, x_moments);
+            });
+        run_step<I, I>(mode, [&] {
+          auto& layer = std::get<I>(layers_);
+          if constexpr (detail::ProvidesEvalTransform<std::tuple_element_t<I, Modules>>)
+            layer.forward(input_of<I>(x), output_of<I>(y), mode, false, nullptr, x_moments);
+          else
+            layer.forward(input_of<I>(x), output_of<I>(y), mode);
+        });
         forward_from<I + 1>(x, y, mode, residual);
       }
     }
@@ -266,6 +290,7 @@ struct Sequential {
     typename detail::OutputBatches<T, Modules>::type outputs_;
     typename detail::OutputBatches<T, Modules>::type grads_;
     bool intermediates_skipped_ = false;  // the last forward was folded or pooled (eval mode)
+    std::vector<double> moments_;  // a train-mode BatchNorm's input moments, from the convolution before
     std::array<bool, count> borrowed_{};  // outputs_[I] holds a pooled buffer to give back
   };
 };

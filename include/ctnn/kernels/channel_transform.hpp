@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "ctnn/kernels/elementwise.hpp"
 #include "ctnn/kernels/im2col.hpp"  // first_lanes
+#include "ctnn/kernels/scratch.hpp"
 
 namespace ctnn::kernels {
 
@@ -20,6 +22,13 @@ struct ChannelTransform {
   const T* shift = nullptr;
   bool relu = false;
   const T* residual = nullptr;
+  /// If not null: set to Σy and Σy² of each output channel m over the batch (at 2m and 2m + 1), y
+  /// the convolution's values before the map: a train-mode BatchNorm's statistics, taken while
+  /// the values are in registers rather than in a pass of their own (see OutputMoments).
+  double* moments = nullptr;
+
+  /// Whether store() changes any value (else it copies).
+  bool maps() const { return scale || shift || relu || residual; }
 
   /// output[offset + i] = transform(row[i]) for i in [0, length), row being part of channel
   /// `channel`'s output. One pass from the GEMM's tile to the batch: applied in the tile first,
@@ -69,6 +78,48 @@ struct ChannelTransform {
     else if (add) each([&](std::size_t i) { return row[i] + add[i]; });
     else each([&](std::size_t i) { return row[i]; });
   }
+};
+
+/// ChannelTransform::moments for a convolution that runs as `tasks` tasks over `channels` output
+/// channels: each task adds its values to lanes of its own (lanes()), one LaneSums per channel,
+/// kept as the task's totals (keep()); finish() adds those up in task order, so the moments do not
+/// depend on the thread count. The direct kernels add every value and square exactly (LaneSums);
+/// the Winograd ones a block's few values in float first.
+class OutputMoments {
+ public:
+  OutputMoments(double* totals, std::size_t tasks, std::size_t channels)
+      : totals_(totals), channels_(channels),
+        partials_(totals ? scratch<double>(0, Slot::moment_partials, 2 * tasks * channels) : nullptr) {
+    if (totals) std::fill_n(partials_, 2 * tasks * channels, 0.0);
+  }
+
+  /// `rows` zeroed sums for a task's channels in thread `thread`, or null without moments.
+  LaneSums* lanes(std::size_t thread, std::size_t rows) const {
+    if (!totals_) return nullptr;
+    LaneSums* sums = scratch<LaneSums>(thread, Slot::moment_lanes, rows);
+    std::fill_n(sums, rows, LaneSums{});
+    return sums;
+  }
+  /// Task `task`'s sums of channels [m0, m0 + rows), from lanes().
+  void keep(std::size_t task, std::size_t m0, std::size_t rows, const LaneSums* sums) const {
+    if (!totals_) return;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const auto [sum, squares] = sums[r].totals();
+      partials_[2 * (task * channels_ + m0 + r)] = sum, partials_[2 * (task * channels_ + m0 + r) + 1] = squares;
+    }
+  }
+  /// The totals, after every task has kept its sums.
+  void finish(std::size_t tasks) const {
+    if (!totals_) return;
+    std::fill_n(totals_, 2 * channels_, 0.0);
+    for (std::size_t task = 0; task < tasks; ++task)
+      for (std::size_t i = 0; i < 2 * channels_; ++i) totals_[i] += partials_[2 * task * channels_ + i];
+  }
+
+ private:
+  double* totals_;
+  std::size_t channels_;
+  double* partials_;
 };
 
 }  // namespace ctnn::kernels

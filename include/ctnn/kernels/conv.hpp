@@ -101,6 +101,7 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
   // Not a structured binding: the lambda captures these, which clang 14 (the fuzz build) rejects.
   const std::pair<std::size_t, std::size_t> split = channel_splits<M>(N);
   const std::size_t splits = split.first, rows = split.second;
+  const OutputMoments moments(transform.moments, N * splits, M);
   parallel_for(N * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t n = task / splits, m0 = std::min<std::size_t>(M, task % splits * rows);
     const std::size_t m = std::min<std::size_t>(M, m0 + rows) - m0;
@@ -111,10 +112,20 @@ void conv_forward_in_place(const T* x, std::size_t N, const T* w, const ChannelT
     panel_gemm<T>(m, G::patch, Strided<T>{w + m0 * G::patch, G::patch, 1}, image, TableRows{tap_offsets<G>.data()},
                   panel_width, wide, out, wide);
     const std::size_t first_value = (n * M + m0) * G::positions;
-    for (std::size_t r = 0; r < m; ++r)
+    LaneSums* sums = moments.lanes(thread, m);
+    for (std::size_t r = 0; r < m; ++r) {
+      const std::size_t plane = first_value + r * G::positions;
+      if (sums && !transform.maps()) {  // a train-mode BatchNorm follows: copy, taking its moments
+        sums[r].add_squares(out + r * wide, W, G::out_height, Wp, y + plane, W);
+        continue;
+      }
       for (std::size_t oy = 0; oy < std::size_t(G::out_height); ++oy)
-        transform.store(out + r * wide + oy * Wp, W, m0 + r, y, first_value + r * G::positions + oy * W);
+        transform.store(out + r * wide + oy * Wp, W, m0 + r, y, plane + oy * W);
+      if (sums) sums[r].add_squares(out + r * wide, W, G::out_height, Wp);
+    }
+    moments.keep(task, m0, m, sums);
   });
+  moments.finish(N * splits);
 }
 
 // The weight gradient for reads_image_in_place geometries: dwᵀ (patch × M, at pw) += col · gᵀ for
@@ -277,6 +288,7 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
   // uneven: ResNet50 batch-1 latency 6 % slower).
   const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
   const std::size_t splits = split.first, rows = split.second;
+  const OutputMoments moments(transform.moments, tiles * splits, M);
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task % tiles * tc, count = task % tiles + 1 == tiles ? total - first : tc;
     const std::size_t m0 = std::min<std::size_t>(M, task / tiles * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
@@ -297,11 +309,17 @@ void conv_forward(const T* x, std::size_t N, const T* w, const ChannelTransform<
           detail::ConstRowMap<T>(w + m0 * G::patch, m, G::patch) *
           detail::ConstStridedRowMap<T>(col, G::patch, count, Eigen::OuterStride<>(ld));
     }
+    LaneSums* sums = moments.lanes(thread, m);
     scatter_tile(out, count, M * G::positions, G::positions, m, first, count,
                  [&](std::size_t r, const T* run, std::size_t length, std::size_t offset) {
+                   if (sums && !transform.maps())  // a train-mode BatchNorm follows: copy, taking its moments
+                     return sums[r].add_squares(run, length, 1, 0, y + m0 * G::positions + offset);
                    transform.store(run, length, m0 + r, y, m0 * G::positions + offset);
+                   if (sums) sums[r].add_squares(run, length);
                  });
+    moments.keep(task, m0, m, sums);
   });
+  moments.finish(tiles * splits);
 }
 
 namespace detail {

@@ -81,6 +81,62 @@ struct LaneSums {
     for (int l = 0; i < n && l < 16; ++i, ++l) add_term(l, a(i), b(i));
   }
 
+  /// Adds v(i) and v(i)² for i in [0, n) of each of `rows` rows `stride` apart, as
+  /// add_products(n, v, v) row by row does (same lanes, same results), with each row's last
+  /// partial vector masked instead of added value by value. With `copy`, also copies the rows
+  /// there, `copy_stride` apart: a convolution's store and its BatchNorm's statistics in one read.
+  template <class T>
+  void add_squares(const T* v, std::size_t n, std::size_t rows = 1, std::size_t stride = 0, T* copy = nullptr,
+                   std::size_t copy_stride = 0) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      __m512d a_low = _mm512_load_pd(first), a_high = _mm512_load_pd(first + 8);
+      __m512d ab_low = _mm512_load_pd(second), ab_high = _mm512_load_pd(second + 8);
+      const auto add = [&](__m512 values) {
+        const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(values));
+        const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(values), 1)));
+        a_low = _mm512_add_pd(a_low, low), a_high = _mm512_add_pd(a_high, high);
+        ab_low = _mm512_fmadd_pd(low, low, ab_low), ab_high = _mm512_fmadd_pd(high, high, ab_high);
+      };
+      const std::size_t whole = n / 16 * 16;
+      const __mmask16 tail = __mmask16((1u << (n % 16)) - 1);  // lanes past n load 0, which adds nothing
+      for (std::size_t row = 0; row < rows; ++row, v += stride) {
+        for (std::size_t i = 0; i < whole; i += 16) {
+          const __m512 values = _mm512_loadu_ps(v + i);
+          if (copy) _mm512_storeu_ps(copy + row * copy_stride + i, values);
+          add(values);
+        }
+        if (tail) {
+          const __m512 values = _mm512_maskz_loadu_ps(tail, v + whole);
+          if (copy) _mm512_mask_storeu_ps(copy + row * copy_stride + whole, tail, values);
+          add(values);
+        }
+      }
+      _mm512_store_pd(first, a_low), _mm512_store_pd(first + 8, a_high);
+      _mm512_store_pd(second, ab_low), _mm512_store_pd(second + 8, ab_high);
+      return;
+    }
+#endif
+    for (std::size_t row = 0; row < rows; ++row, v += stride) {
+      add_products(n, [&](std::size_t i) { return v[i]; }, [&](std::size_t i) { return v[i]; });
+      if (copy) std::copy_n(v, n, copy + row * copy_stride);
+    }
+  }
+
+#if defined(__AVX512F__)
+  /// Adds lane l of a to first[l] and of b to second[l]: sums a kernel kept in float lanes for a
+  /// few values (a Winograd block's outputs) before they join the double ones.
+  void add_lanes(__m512 a, __m512 b) {
+    const auto widen = [](__m512 v, int half) {
+      return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), half)));
+    };
+    _mm512_store_pd(first, _mm512_add_pd(_mm512_load_pd(first), widen(a, 0)));
+    _mm512_store_pd(first + 8, _mm512_add_pd(_mm512_load_pd(first + 8), widen(a, 1)));
+    _mm512_store_pd(second, _mm512_add_pd(_mm512_load_pd(second), widen(b, 0)));
+    _mm512_store_pd(second + 8, _mm512_add_pd(_mm512_load_pd(second + 8), widen(b, 1)));
+  }
+#endif
+
   /// {Σ a, Σ a·b}: the lanes summed pairwise, in a fixed order.
   std::pair<double, double> totals() const {
     double a[16], b[16];

@@ -11,7 +11,7 @@
 namespace ctnn::kernels {
 
 /// What a kernel uses a scratch buffer for; one buffer per (thread, slot).
-enum class Slot : std::size_t { columns, tile, gradient, partials, transposed, padded, flipped, lane_sums, winograd_weights, count_ };
+enum class Slot : std::size_t { columns, tile, gradient, partials, transposed, padded, flipped, lane_sums, winograd_weights, moment_lanes, moment_partials, count_ };
 
 /// At least `count` values of thread `thread`'s buffer for `slot`, 64-byte aligned, contents
 /// unspecified. Valid until the same (thread, slot) is requested again with a larger count.

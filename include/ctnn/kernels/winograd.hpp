@@ -184,10 +184,12 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
 }
 
 /// y = transform(Aᵀ P A) for output channels [m0, m0 + rows) of blocks [first, first + count),
-/// P[ξ] read from products + ξ·rows·count + r·count + block; Aᵀ = [1 1 1 0; 0 1 −1 −1].
+/// P[ξ] read from products + ξ·rows·count + r·count + block; Aᵀ = [1 1 1 0; 0 1 −1 −1]. With
+/// `sums`, sums[r] takes Σ and Σ² of channel m0 + r's outputs before the transform, a block's four
+/// in float first.
 template <class G, int M>
 void transform_outputs(const float* products, std::size_t first, std::size_t count, std::size_t m0, std::size_t rows,
-                       const ChannelTransform<float>& transform, float* y) {
+                       const ChannelTransform<float>& transform, float* y, LaneSums* sums) {
   constexpr int OH = G::out_height, OW = G::out_width;
   constexpr std::size_t positions = G::positions;
   for (std::size_t done = 0; done < count; done += 16) {
@@ -214,11 +216,16 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
       const float* add = transform.residual ? transform.residual + (lanes.first_image * M + m) * positions : nullptr;
       const __m512 scale = _mm512_set1_ps(transform.scale ? transform.scale[m] : 1.0f);
       const __m512 shift = _mm512_set1_ps(transform.shift ? transform.shift[m] : 0.0f);
+      __m512 sum = _mm512_setzero_ps(), squares = _mm512_setzero_ps();
       for (int i = 0; i < 2; ++i) {  // Y = s A, then the channel transform as ChannelTransform::store applies it
         const __m512 value[2] = {_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]),
                                  _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3])};
         for (int j = 0; j < 2; ++j) {
           __m512 result = value[j];
+          if (sums) {
+            sum = _mm512_mask_add_ps(sum, inside[i][j], sum, result);
+            squares = _mm512_mask3_fmadd_ps(result, result, squares, inside[i][j]);
+          }
           if (transform.scale) result = _mm512_fmadd_ps(result, scale, shift);
           else if (transform.shift) result = _mm512_add_ps(result, shift);
           if (add) result = _mm512_add_ps(result, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside[i][j], index[i][j], add, 4));
@@ -226,6 +233,7 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
           _mm512_mask_i32scatter_ps(out, inside[i][j], index[i][j], result, 4);
         }
       }
+      if (sums) sums[r].add_lanes(sum, squares);
     }
   }
 }
@@ -348,6 +356,7 @@ void forward(const float* x, std::size_t N, const float* w, const ChannelTransfo
   const std::size_t total = N * Blocks<G, S::tile>::per_image, tiles = (total + tc - 1) / tc;
   const std::pair<std::size_t, std::size_t> split = detail::channel_splits<M>(tiles);
   const std::size_t splits = split.first, rows = split.second;
+  const OutputMoments moments(transform.moments, tiles * splits, M);
   parallel_for(tiles * splits, [&](std::size_t task, std::size_t thread) {
     const std::size_t first = task % tiles * tc, count = std::min(tc, total - first);
     const std::size_t m0 = std::min<std::size_t>(M, task / tiles * rows), m = std::min<std::size_t>(M, m0 + rows) - m0;
@@ -359,8 +368,11 @@ void forward(const float* x, std::size_t N, const float* w, const ChannelTransfo
     for (int xi = 0; xi < points; ++xi)
       panel_gemm<float>(m, C, Strided<float>{u + (std::size_t(xi) * M + m0) * C, C, 1}, v + xi * panel_values, width,
                         C * width, count, products + xi * m * count, count, false, width);
-    S::template outputs<G, M>(products, first, count, m0, m, transform, y);
+    LaneSums* sums = moments.lanes(thread, m);
+    S::template outputs<G, M>(products, first, count, m0, m, transform, y, sums);
+    moments.keep(task, m0, m, sums);
   });
+  moments.finish(tiles * splits);
 }
 
 /// dw (M × C × 3 × 3) += Σ over the batch by scheme S: dU[ξ] = Σ_blocks dZ[ξ] · V[ξ]ᵀ, then

@@ -130,10 +130,12 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
 /// y = transform(Aᵀ P A) for output channels [m0, m0 + rows) of blocks [first, first + count),
 /// P[ξ] read from products + ξ·rows·count + r·count + block. Each output row of a block is stored
 /// as one 4-value piece: the 16 blocks' values at one column, transposed in registers (16
-/// scatters per channel and 16 blocks had taken 40 % of the 16-channel 28×28 layer's time).
+/// scatters per channel and 16 blocks had taken 40 % of the 16-channel 28×28 layer's time). With
+/// `sums`, sums[r] takes Σ and Σ² of channel m0 + r's outputs before the transform, a block's 16 in
+/// float first (about 1e-8 of the totals off), widened to double once per channel and 16 blocks.
 template <class G, int M>
 void transform_outputs(const float* products, std::size_t first, std::size_t count, std::size_t m0, std::size_t rows,
-                       const ChannelTransform<float>& transform, float* y) {
+                       const ChannelTransform<float>& transform, float* y, LaneSums* sums) {
   using B = winograd::Blocks<G, 4>;
   constexpr int OH = G::out_height, OW = G::out_width;
   constexpr std::size_t positions = G::positions;
@@ -146,12 +148,17 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
     std::size_t offset[16] = {};
     __mmask8 columns[16] = {};
     int inside_rows[16] = {};
+    __mmask16 has_row[4] = {}, has_column[4] = {};  // lanes whose block has output row (column) i
     for (int l = 0; l < used; ++l) {
       const std::size_t q = first + done + l, block = q % B::per_image;
       const int block_row = int(block / B::columns), block_column = int(block % B::columns);
       offset[l] = (q / B::per_image - first_image) * M * positions + std::size_t(4 * block_row) * OW + 4 * block_column;
       columns[l] = __mmask8((1u << std::min(4, OW - 4 * block_column)) - 1);
       inside_rows[l] = std::min(4, OH - 4 * block_row);
+      for (int i = 0; i < 4; ++i) {
+        if (i < inside_rows[l]) has_row[i] |= __mmask16(1u << l);
+        if (columns[l] >> i & 1) has_column[i] |= __mmask16(1u << l);
+      }
     }
     for (std::size_t r = 0; r < rows; ++r) {
       const std::size_t m = m0 + r;
@@ -167,9 +174,16 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
       const float* add = transform.residual ? transform.residual + (first_image * M + m) * positions : nullptr;
       const __m512 scale = _mm512_set1_ps(transform.scale ? transform.scale[m] : 1.0f);
       const __m512 shift = _mm512_set1_ps(transform.shift ? transform.shift[m] : 0.0f);
+      __m512 sum = _mm512_setzero_ps(), squares = _mm512_setzero_ps();
       for (int i = 0; i < 4; ++i) {  // Y = s A, row i; then the channel transform as ChannelTransform::store applies it
         __m512 v[4];
         output_column(s[i], v);
+        if (sums)
+          for (int j = 0; j < 4; ++j) {
+            const __mmask16 inside = has_row[i] & has_column[j];
+            sum = _mm512_mask_add_ps(sum, inside, sum, v[j]);
+            squares = _mm512_mask3_fmadd_ps(v[j], v[j], squares, inside);
+          }
         for (int j = 0; j < 4; ++j) {
           if (transform.scale) v[j] = _mm512_fmadd_ps(v[j], scale, shift);
           else if (transform.shift) v[j] = _mm512_add_ps(v[j], shift);
@@ -197,6 +211,7 @@ void transform_outputs(const float* products, std::size_t first, std::size_t cou
           put(12 + b, _mm512_extractf32x4_ps(row[b], 3));
         }
       }
+      if (sums) sums[r].add_lanes(sum, squares);
     }
   }
 }

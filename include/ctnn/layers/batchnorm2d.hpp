@@ -57,9 +57,11 @@ struct BatchNorm2d {
     /// With `relu`, the stored value is clamped at 0: Sequential runs BatchNorm → ReLU this way,
     /// so the BatchNorm output (which backward() does not read) is never stored. With a
     /// `residual` (the shape of y), y = BatchNorm(x) + residual, clamped after the sum if `relu`:
-    /// Residual's add and ReLU after a main branch that ends in this layer.
+    /// Residual's add and ReLU after a main branch that ends in this layer. With `x_moments`
+    /// (Σx and Σx² of each channel c at 2c and 2c + 1, as the convolution before takes them while
+    /// it stores x: ChannelTransform::moments), train mode needs no pass of its own for them.
     void forward(const Batch<In, T>& x, Batch<In, T>& y, Mode mode, bool relu = false,
-                 const Batch<In, T>* residual = nullptr) {
+                 const Batch<In, T>* residual = nullptr, const double* x_moments = nullptr) {
       const std::size_t batch = x.batch_size();
       y.resize(batch);
       last_mode_ = mode;
@@ -69,14 +71,15 @@ struct BatchNorm2d {
       if (mode == Mode::train) {
         // Σx and Σx² in one pass: in double, E[x²] − mean² keeps float precision unless |mean|
         // exceeds the standard deviation by over 10³, far from what follows a convolution.
-        sum_blocks(batch, [&](std::size_t n, std::size_t c, kernels::LaneSums& sums) {
-          const T* p = x.image(n) + c * plane;
-          sums.add_products(plane, [&](std::size_t i) { return p[i]; }, [&](std::size_t i) { return p[i]; });
-        });
+        if (!x_moments) {
+          sum_blocks(batch, [&](std::size_t n, std::size_t c, kernels::LaneSums& sums) {
+            sums.add_squares(x.image(n) + c * plane, plane);
+          });
+        }
         const double update_weight =  // of this batch in the running statistics
             detail::cumulative_batchnorm_statistics ? 1.0 / double(num_batches_tracked.value + 1) : momentum;
         for (std::size_t c = 0; c < std::size_t(Channels); ++c) {
-          const auto [sum, squares] = block_totals(c);
+          const auto [sum, squares] = x_moments ? std::pair(x_moments[2 * c], x_moments[2 * c + 1]) : block_totals(c);
           const double mean = sum / double(count), centered = std::max(squares - sum * mean, 0.0);
           set_statistics(c, T(mean), T(1.0 / std::sqrt(centered / double(count) + eps)));
           running_mean.value[c] = T((1 - update_weight) * running_mean.value[c] + update_weight * mean);
