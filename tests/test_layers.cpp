@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <utility>
 
@@ -673,7 +674,7 @@ BOOST_AUTO_TEST_CASE(bordered_row_is_zeros_row_zeros) {
 BOOST_AUTO_TEST_CASE(lane_sums_add_each_lane_in_call_order) {
   Rng rng(12);
   const auto check = [&]<class T>(T) {
-    for (const std::vector<std::size_t> calls :
+    for (const std::vector<std::size_t>& calls :
          {std::vector<std::size_t>{1}, {15, 16, 17}, {49, 49, 49, 3}, {784, 16}, {196, 196, 5, 33}}) {
       kernels::LaneSums sums;
       double first[16] = {}, second[16] = {};
@@ -1022,6 +1023,45 @@ void check_convolution_moments(double tolerance) {
     }
   }
 }
+#if defined(__AVX512F__)
+// The rows a Winograd input transform prefetches for a chunk of up to 16 blocks: every input a
+// block's window reads (inside the image), and no row that none reads.
+template <class G, int Tile>
+void check_window_rows(std::size_t N) {
+  using B = kernels::winograd::Blocks<G, Tile>;
+  const std::size_t blocks = N * B::per_image;
+  for (std::size_t first = 0; first < blocks; first += 5) {
+    const std::size_t count = std::min<std::size_t>(16, blocks - first);
+    const kernels::winograd::WindowRows<G, Tile> rows(first, count);
+    std::map<std::size_t, std::pair<int, int>> rows_read;  // image → first and last row read
+    for (std::size_t q = first; q < first + count; ++q) {
+      const std::size_t n = q / B::per_image;
+      const int top = int(q % B::per_image / B::columns) * Tile - 1, left = int(q % B::per_image % B::columns) * Tile - 1;
+      for (int i = 0; i < Tile + 2; ++i)
+        for (int j = 0; j < Tile + 2; ++j) {
+          const int y = top + i, x = left + j;
+          if (y < 0 || y >= G::height || x < 0 || x >= G::width) continue;
+          BOOST_TEST(rows.covers(n * G::image + std::size_t(y) * G::width + std::size_t(x)),
+                     "blocks from " << first << ": image " << n << " row " << y << " column " << x);
+          auto [it, added] = rows_read.try_emplace(n, y, y);
+          it->second = {std::min(it->second.first, y), std::max(it->second.second, y)};
+        }
+    }
+    std::size_t values = 0;
+    for (const auto& [n, range] : rows_read) values += std::size_t(range.second - range.first + 1) * G::width;
+    BOOST_TEST(rows.values() == values, "blocks from " << first);
+  }
+}
+BOOST_AUTO_TEST_CASE(winograd_prefetches_the_rows_its_windows_read) {
+  check_window_rows<kernels::ConvGeometry<16, 28, 28, 3, 1, 1>, 4>(3);  // 49 blocks an image
+  check_window_rows<kernels::ConvGeometry<8, 9, 11, 3, 1, 1>, 4>(4);    // edges
+  check_window_rows<kernels::ConvGeometry<8, 7, 7, 3, 1, 1>, 4>(9);     // 4 blocks an image
+  check_window_rows<kernels::ConvGeometry<8, 4, 4, 3, 1, 1>, 4>(20);    // 1 block an image
+  check_window_rows<kernels::ConvGeometry<8, 14, 14, 3, 1, 1>, 2>(2);   // F(2×2)
+  check_window_rows<kernels::ConvGeometry<8, 5, 7, 3, 1, 1>, 2>(5);
+}
+#endif
+
 BOOST_AUTO_TEST_CASE(convolution_moments_are_the_sums_of_its_outputs) {
   const double winograd = kernels::has_panel_kernel<float> ? 1e-6 : 1e-12;
   check_convolution_moments<kernels::ConvGeometry<16, 28, 28, 3, 1, 1>, 16, 1>(winograd);  // F(4×4), 49 blocks

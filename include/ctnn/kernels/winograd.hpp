@@ -150,6 +150,60 @@ Windows<Tile + 2> windows_of(const Lanes& lanes) {
   return windows;
 }
 
+// The input rows that the windows of up to 16 blocks [first, first + count) read in one channel:
+// one range of offsets from channel 0 of image 0 per image the blocks lie in. The input
+// transforms prefetch a chunk's rows a few channels ahead: its gathers had waited on L3 (an
+// MNIST training step took 0.93–0.95 of its time with the prefetches, 2 threads, Zen 5 EPYC).
+template <class G, int Tile>
+class WindowRows {
+ public:
+  WindowRows() = default;
+  WindowRows(std::size_t first, std::size_t count) {
+    using B = Blocks<G, Tile>;
+    const std::size_t last = first + count - 1;
+    for (std::size_t n = first / B::per_image; n <= last / B::per_image; ++n, ++ranges_) {
+      const std::size_t first_block = n == first / B::per_image ? first % B::per_image : 0;
+      const std::size_t last_block = n == last / B::per_image ? last % B::per_image : B::per_image - 1;
+      const int top = std::max(0, int(first_block / B::columns) * Tile - 1);
+      const int bottom = std::min(G::height, int(last_block / B::columns) * Tile + Tile + 1);
+      begin_[ranges_] = n * G::image + std::size_t(top) * G::width;
+      end_[ranges_] = n * G::image + std::size_t(bottom) * G::width;
+    }
+  }
+  /// Prefetches the rows of channel `c` of the images from x (the batch) on. Always inlined: GCC
+  /// takes a function that only prefetches for a pure one and drops the calls.
+  [[gnu::always_inline]] void prefetch(const float* x, int c) const {
+    for (int r = 0; r < ranges_; ++r)
+      for (std::size_t at = begin_[r]; at < end_[r]; at += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(x + std::size_t(c) * G::height * G::width + at), _MM_HINT_T0);
+  }
+
+  /// Whether channel 0's offset `at` (n·G::image + row·W + column) lies in a range, and the
+  /// values the ranges hold.
+  bool covers(std::size_t at) const {
+    for (int r = 0; r < ranges_; ++r)
+      if (at >= begin_[r] && at < end_[r]) return true;
+    return false;
+  }
+  std::size_t values() const {
+    std::size_t total = 0;
+    for (int r = 0; r < ranges_; ++r) total += end_[r] - begin_[r];
+    return total;
+  }
+
+  static constexpr int channels_ahead = 2;
+  /// For channel c of this chunk: prefetches channel c + channels_ahead, or past the last channel
+  /// the next chunk's first ones.
+  [[gnu::always_inline]] void prefetch_ahead(const float* x, int c, const WindowRows& next) const {
+    if (c + channels_ahead < G::channels) prefetch(x, c + channels_ahead);
+    else next.prefetch(x, c + channels_ahead - G::channels);
+  }
+
+ private:
+  std::size_t begin_[16] = {}, end_[16] = {};
+  int ranges_ = 0;
+};
+
 /// V[ξ] = Bᵀ d B for blocks [first, first + count) of every channel, d the zero-padded 4×4 input
 /// around each block, into panels of `width` columns: ξ's panel j row c at v + ξ·panel_values +
 /// j·C·width + c·width. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
@@ -158,12 +212,16 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
                       std::size_t panel_values) {
   constexpr int C = G::channels, H = G::height, W = G::width;
   constexpr std::size_t plane = std::size_t(H) * W;
+  WindowRows<G, 2> rows(first, std::min<std::size_t>(16, count));
   for (std::size_t done = 0; done < count; done += 16) {
     const Lanes lanes = lanes_of<G>(first + done, count - done);
     const Windows<4> windows = windows_of<G, 2>(lanes);
+    const auto next = done + 16 < count ? WindowRows<G, 2>(first + done + 16, std::min<std::size_t>(16, count - done - 16))
+                                        : WindowRows<G, 2>();
     float* out = v + done / width * C * width + done % width;
     const float* image = x + lanes.first_image * G::image;
     for (int c = 0; c < C; ++c, image += plane, out += width) {
+      rows.prefetch_ahead(x, c, next);
       __m512 d[4][4], t[4][4];
       for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)
@@ -180,6 +238,7 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
         for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(out + (4 * i + j) * panel_values, lanes.used, row[j]);
       }
     }
+    rows = next;
   }
 }
 

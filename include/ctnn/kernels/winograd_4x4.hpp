@@ -104,12 +104,16 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
                       std::size_t panel_values) {
   constexpr int C = G::channels, H = G::height, W = G::width;
   constexpr std::size_t plane = std::size_t(H) * W;
+  using Rows = winograd::WindowRows<G, 4>;
+  Rows rows(first, std::min<std::size_t>(16, count));
   for (std::size_t done = 0; done < count; done += 16) {
     const winograd::Lanes lanes = winograd::lanes_of<G, 4>(first + done, count - done);
     const winograd::Windows<6> windows = winograd::windows_of<G, 4>(lanes);
+    const Rows next = done + 16 < count ? Rows(first + done + 16, std::min<std::size_t>(16, count - done - 16)) : Rows();
     float* out = v + done / width * C * width + done % width;
     const float* image = x + lanes.first_image * G::image;
     for (int c = 0; c < C; ++c, image += plane, out += width) {
+      rows.prefetch_ahead(x, c, next);
       __m512 t[6][6];
       for (int i = 0; i < 6; ++i) {  // t = d B, row by row
         __m512 d[6];
@@ -124,6 +128,7 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
         for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(out + (6 * i + j) * panel_values, lanes.used, r[i]);
       }
     }
+    rows = next;
   }
 }
 
