@@ -104,12 +104,11 @@ void transform_inputs(const float* x, std::size_t first, std::size_t count, std:
                       std::size_t panel_values) {
   constexpr int C = G::channels, H = G::height, W = G::width;
   constexpr std::size_t plane = std::size_t(H) * W;
-  using Rows = winograd::WindowRows<G, 4>;
-  Rows rows(first, std::min<std::size_t>(16, count));
+  auto rows = winograd::WindowRows<G, 4>::chunk(first, count, 0);
   for (std::size_t done = 0; done < count; done += 16) {
     const winograd::Lanes lanes = winograd::lanes_of<G, 4>(first + done, count - done);
     const winograd::Windows<6> windows = winograd::windows_of<G, 4>(lanes);
-    const Rows next = done + 16 < count ? Rows(first + done + 16, std::min<std::size_t>(16, count - done - 16)) : Rows();
+    const auto next = winograd::WindowRows<G, 4>::chunk(first, count, done + 16);
     float* out = v + done / width * C * width + done % width;
     const float* image = x + lanes.first_image * G::image;
     for (int c = 0; c < C; ++c, image += plane, out += width) {
